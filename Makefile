@@ -1,0 +1,58 @@
+# hw2: `make report` builds the submission PDF, `make test` runs the tests. Both install what is missing.
+# PROFILE=full|quick|smoke picks the experiment sizes (default: full with a CUDA GPU, else quick).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext
+JOBS ?= 1
+
+.PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 report submission bench-q2 bench-q3 clean
+
+setup: $(STAMP) sysdeps
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "hw2 needs Python 3.11 ($(PYTHON) not found); set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	# medmnist declares torchvision, which has no CPU build here; hw2 never imports it.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps medmnist==3.0.2
+	@touch $(STAMP)
+
+# Debian packages: espeak-ng speaks the stand-in LJ Speech corpus, poppler-utils reads PDFs back in tests.
+sysdeps:
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do command -v $${pair#*:} >/dev/null || missing="$$missing $${pair%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "hw2 needs the Debian packages:$$missing (install them with: sudo apt-get install$$missing)" >&2; \
+	  fi; \
+	fi
+
+test: setup
+	$(PY) -m pytest
+
+runs-q1: setup
+	$(PY) -m hw2 runs q1
+runs-q2: setup
+	$(PY) -m hw2 runs q2 --jobs $(JOBS)
+runs-q3: setup
+	$(PY) -m hw2 runs q3
+runs: runs-q1 runs-q2 runs-q3
+
+report: setup runs
+	$(PY) -m hw2 render
+
+submission: setup
+	$(PY) -m hw2 submission
+
+bench-q2: setup
+	$(PY) bench/q2_cnn.py
+bench-q3: setup
+	$(PY) bench/q3_asr.py
+
+clean:
+	rm -rf _output .quarto hw2-group*.zip

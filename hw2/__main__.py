@@ -1,0 +1,31 @@
+"""Command line: `python -m hw2 runs q2`, `python -m hw2 render`, `python -m hw2 submission`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hw2", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    runs = sub.add_parser("runs", help="run the missing runs of a question's plan (papermill)")
+    runs.add_argument("question", choices=["q1", "q2", "q3"])
+    runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
+    runs.add_argument("--jobs", type=int, default=1, help="runs to execute at once")
+    args, rest = parser.parse_known_args(argv)
+
+    if args.command == "runs":
+        from hw2.profiles import ConfigError
+        from hw2.runs import run_question
+
+        try:
+            return run_question(args.question, args.profile, args.jobs)
+        except ConfigError as exc:
+            print(f"hw2: {exc}", file=sys.stderr)
+            return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

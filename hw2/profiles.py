@@ -1,0 +1,77 @@
+"""Profiles and the one place that maps a profile to each experiment's configurations.
+
+`full` is the homework protocol exactly, `quick` the same code on less data and fewer epochs (minutes on a
+2-core CPU), `smoke` seconds, for tests. Default: `full` where a CUDA GPU is present, else `quick`;
+the `PROFILE` environment variable overrides.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+PROFILES = ("full", "quick", "smoke")
+
+
+class ConfigError(ValueError):
+    """A parameter or profile that cannot be used, with a message that says what to do instead."""
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_profile(name: str | None = None) -> str:
+    """The profile to use: `name`, else $PROFILE, else full on a GPU machine and quick elsewhere."""
+    name = name or os.environ.get("PROFILE") or ("full" if cuda_available() else "quick")
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)} (e.g. PROFILE=quick)")
+    return name
+
+
+def resolve_device(name: str | None = "auto") -> str:
+    if name in (None, "", "auto"):
+        return "cuda" if cuda_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}: use 'auto', 'cpu' or 'cuda'")
+    if name == "cuda" and not cuda_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return name
+
+
+def data_dir() -> Path:
+    """Where data sets live: $HW2_DATA_DIR, default `data/` in the current directory."""
+    return Path(os.environ.get("HW2_DATA_DIR", "data"))
+
+
+def banner(experiment: str, profile: str, data_source: str, device: str) -> str:
+    """The line printed at the start of every run."""
+    return f"[hw2] {experiment}: profile={profile} data={data_source} device={device}"
+
+
+# --- Question 2: CNN on OCTMNIST -------------------------------------------------------------------------
+
+Q2_LEARNING_RATES = (0.1, 0.01, 0.001)
+
+
+def q2_config(profile: str, **overrides):
+    """The CNN configuration of a profile, with the homework's values in `full`."""
+    from hw2.train_cnn import CNNConfig
+
+    base = {
+        "full": CNNConfig(),
+        "quick": CNNConfig(epochs=6, n_train=24_000),
+        "smoke": CNNConfig(epochs=2, n_train=400, n_val=200),
+    }[resolve_profile(profile)]
+    return replace(base, **overrides)
+
+
+def q2_plan(profile: str) -> list[dict]:
+    """The sweep of the statement: lr in {0.1, 0.01, 0.001} for both variants (6 runs)."""
+    return [
+        {"lr": lr, "no_maxpool": no_maxpool}
+        for no_maxpool in (False, True)
+        for lr in Q2_LEARNING_RATES
+    ]

@@ -1,0 +1,409 @@
+"""The run store: one folder per run under `results/<experiment>/<name>/`.
+
+A run's name is a readable slug plus a key hashed from its config, profile, data source and the `hw2`
+sources that ran it, so a finished run is never redone and a code change never reuses a stale result.
+
+Life of a run (`store.execute`):
+  1. take an exclusive lock on the run (a second process asking for the same run waits, then reuses it);
+  2. if the final folder is complete, load it; if it exists but is not complete, move it aside and redo;
+  3. train inside `<name>.partial/`, checkpointing every epoch (a killed run resumes from there);
+  4. write summary.json (with a manifest of every file and its size) and env.json, then rename
+     `<name>.partial` to `<name>`: the folder appears whole or not at all.
+Files written by a notebook run: config.json, history.csv, summary.json, env.json, weights, run.ipynb.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Modules that only read runs or render the report: editing them must not invalidate experiments.
+NOT_EXPERIMENT_CODE = {"render.py", "report.py", "__main__.py", "runs.py"}
+REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
+
+
+class RunError(RuntimeError):
+    """A run that cannot be found or used, with what to do about it."""
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("HW2_RESULTS_DIR", "results"))
+
+
+_source_hash: str | None = None
+
+
+def source_hash() -> str:
+    """sha256 over the experiment code of the `hw2` package (every .py but the report-side modules)."""
+    global _source_hash
+    if _source_hash is None:
+        h = hashlib.sha256()
+        for path in sorted(PACKAGE_DIR.rglob("*.py")):
+            rel = path.relative_to(PACKAGE_DIR).as_posix()
+            if rel in NOT_EXPERIMENT_CODE:
+                continue
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+        _source_hash = h.hexdigest()
+    return _source_hash
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # JSON has no NaN/inf; keep them readable
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What identifies a run: experiment, config, profile, data source and code."""
+
+    experiment: str
+    config: dict
+    profile: str
+    data_source: str
+    slug: str = ""
+    code: str = field(default_factory=source_hash)
+
+    @staticmethod
+    def create(experiment: str, config: Any, profile: str, data_source: str, slug: str = "") -> "RunSpec":
+        return RunSpec(experiment, _jsonable(config), profile, data_source, slug)
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(
+            {"experiment": self.experiment, "config": self.config, "profile": self.profile,
+             "data_source": self.data_source, "code": self.code},
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def name(self) -> str:
+        parts = [p for p in (self.slug, self.profile, self.key) if p]
+        return "-".join(parts)
+
+    @property
+    def path(self) -> Path:
+        return results_dir() / self.experiment / self.name
+
+    @property
+    def partial_path(self) -> Path:
+        return self.path.with_name(self.name + ".partial")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name("." + self.name + ".lock")
+
+
+# --- atomic file writes ------------------------------------------------------------------------------------
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _jsonable(v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+# --- runs ---------------------------------------------------------------------------------------------------
+
+class Run:
+    """A run in progress: a `.partial` folder that training writes into, and its checkpoint."""
+
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        self.dir = spec.partial_path
+        self.history: list[dict] = []
+        self.wall_time_s = 0.0
+        self._started = time.time()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.dir / name, obj)
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.dir / name, text)
+
+    def save_torch(self, name: str, obj: Any) -> None:
+        atomic_torch_save(self.dir / name, obj)
+
+    def log_epoch(self, row: dict) -> None:
+        """Append one epoch's row to history.csv (rewritten whole, atomically)."""
+        self.history.append(dict(row))
+        write_csv(self.dir / "history.csv", self.history)
+
+    def elapsed(self) -> float:
+        return self.wall_time_s + (time.time() - self._started)
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Everything needed to resume after the last completed epoch (history and wall time included)."""
+        atomic_torch_save(self.dir / self.CHECKPOINT,
+                          {"state": state, "history": self.history, "wall_time_s": self.elapsed()})
+
+    def load_checkpoint(self) -> dict | None:
+        """The saved training state, or None to start from scratch (a corrupt checkpoint is moved aside)."""
+        import torch
+
+        path = self.dir / self.CHECKPOINT
+        if not path.exists():
+            return None
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            state, history = ckpt["state"], ckpt["history"]
+        except Exception as exc:  # a truncated or foreign file: redo rather than crash
+            _move_aside(path, f"unreadable checkpoint ({exc.__class__.__name__}: {exc})")
+            return None
+        self.history = list(history)
+        self.wall_time_s = float(ckpt.get("wall_time_s", 0.0))
+        self._started = time.time()
+        write_csv(self.dir / "history.csv", self.history)
+        print(f"[hw2] resuming {self.spec.name} after epoch {len(self.history)}", flush=True)
+        return state
+
+    def finish(self, summary: dict, env: dict | None = None) -> Path:
+        """Seal the run: env.json, summary.json with a manifest, then rename into place."""
+        (self.dir / self.CHECKPOINT).unlink(missing_ok=True)
+        if not (self.dir / "history.csv").exists():
+            write_csv(self.dir / "history.csv", self.history)
+        self.write_json("env.json", {**environment(), **(env or {}), "wall_time_s": round(self.elapsed(), 3)})
+        files = {p.name: p.stat().st_size for p in sorted(self.dir.iterdir())
+                 if p.is_file() and not p.name.startswith(".")}
+        summary = {"status": "complete", **summary, "name": self.spec.name, "key": self.spec.key,
+                   "experiment": self.spec.experiment, "profile": self.spec.profile,
+                   "data_source": self.spec.data_source, "code": self.spec.code, "files": files}
+        self.write_json("summary.json", summary)
+        if self.spec.path.exists():
+            _move_aside(self.spec.path, "replaced by a newer complete run")
+        os.replace(self.dir, self.spec.path)
+        return self.spec.path
+
+
+def environment() -> dict:
+    import numpy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(terse=True),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=PACKAGE_DIR,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _move_aside(path: Path, reason: str) -> Path:
+    """Keep a bad file or folder (nothing is deleted) under `<experiment>/.trash/`, and say so."""
+    path = Path(path)
+    experiment_dir = path.parent.parent if path.parent.name.endswith(".partial") else path.parent
+    trash = experiment_dir / ".trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    dest = trash / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
+    os.replace(path, dest)
+    print(f"[hw2] {path} was moved to {dest}: {reason}", file=sys.stderr, flush=True)
+    return dest
+
+
+def check_complete(path: Path) -> str | None:
+    """None if `path` is a complete run folder, else what is wrong with it."""
+    path = Path(path)
+    if not path.is_dir():
+        return "missing"
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except FileNotFoundError:
+        return "summary.json is missing (the run never finished)"
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"summary.json is unreadable ({exc})"
+    if summary.get("status") not in ("complete", "diverged"):
+        return f"status is {summary.get('status')!r}"
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    for name, size in summary.get("files", {}).items():
+        if name == "summary.json":
+            continue
+        if not (path / name).is_file():
+            return f"{name} is listed in the manifest but missing"
+        if (path / name).stat().st_size != size:
+            return f"{name} has {(path / name).stat().st_size} bytes, the manifest says {size}"
+    return None
+
+
+@contextlib.contextmanager
+def locked(spec: RunSpec):
+    """An exclusive lock on one run, so two processes never train the same run at once."""
+    spec.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[hw2] {spec.name} is being trained by another process; waiting for it", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def execute(spec: RunSpec, train: Callable[[Run], dict]) -> "LoadedRun":
+    """Produce the run `spec` (reusing it when complete, resuming it when partial) and return it loaded.
+
+    `train(run)` does the work inside `run.dir`, resuming from `run.load_checkpoint()`, and returns the
+    summary dict; `execute` seals the folder.
+    """
+    with locked(spec):
+        problem = check_complete(spec.path)
+        if problem is None:
+            print(f"[hw2] {spec.name} is complete; reusing it", flush=True)
+            return load(spec.path)
+        if problem != "missing":
+            _move_aside(spec.path, f"incomplete run folder: {problem}; training it again")
+        spec.partial_path.mkdir(parents=True, exist_ok=True)
+        run = Run(spec)
+        run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
+                                       "data_source": spec.data_source, "code": spec.code,
+                                       "config": spec.config})
+        summary = train(run)
+        return load(run.finish(summary))
+
+
+# --- reading runs -------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedRun:
+    path: Path
+    config: dict
+    summary: dict
+    env: dict
+    history: "Any"  # pandas.DataFrame
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def short_key(self) -> str:
+        return self.summary["key"][:6]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def load(path: Path) -> LoadedRun:
+    import pandas as pd
+
+    path = Path(path)
+    problem = check_complete(path)
+    if problem is not None:
+        raise RunError(f"{path} is not a complete run: {problem}")
+    hist_path = path / "history.csv"
+    history = pd.read_csv(hist_path) if hist_path.stat().st_size > 0 else pd.DataFrame()
+    return LoadedRun(path, json.loads((path / "config.json").read_text()),
+                     json.loads((path / "summary.json").read_text()),
+                     json.loads((path / "env.json").read_text()), history)
+
+
+def list_runs(experiment: str, profile: str | None = None, current_code: bool = True) -> list[LoadedRun]:
+    """Complete runs of an experiment (of one profile, and of the current code unless told otherwise)."""
+    root = results_dir() / experiment
+    runs = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if path.name.startswith(".") or path.name.endswith(".partial") or check_complete(path):
+            continue
+        run = load(path)
+        if profile and run.summary["profile"] != profile:
+            continue
+        if current_code and run.summary["code"] != source_hash():
+            continue
+        runs.append(run)
+    return runs
+
+
+def find(spec: RunSpec, make_target: str) -> LoadedRun:
+    """The complete run for `spec`, or an error that names the make target producing it."""
+    problem = check_complete(spec.path)
+    if problem is not None:
+        raise RunError(f"run {spec.path} is {problem}: run `PROFILE={spec.profile} make {make_target}` first")
+    return load(spec.path)
+
+
+def add_to_manifest(path: Path, name: str) -> None:
+    """Record a file added to a sealed run folder (the executed notebook) in its manifest."""
+    summary_path = Path(path) / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["files"][name] = (Path(path) / name).stat().st_size
+    atomic_write_json(summary_path, summary)
