@@ -12,6 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     runs.add_argument("question", choices=["q1", "q2", "q3"])
     runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     runs.add_argument("--jobs", type=int, default=1, help="runs to execute at once")
+    render = sub.add_parser("render", help="render the report PDF (Quarto when on PATH, else hw2's renderer)")
+    render.add_argument("--root", default=".", help="the project folder (holds _quarto.yml)")
+    render.add_argument("--engine", choices=["auto", "quarto", "hw2"], default="auto",
+                        help="auto: quarto if it is on PATH, else hw2's own renderer")
+    submission = sub.add_parser("submission", help="zip the PDF and the code as hw2-group<N>.zip")
+    submission.add_argument("--root", default=".", help="the project folder")
     args, rest = parser.parse_known_args(argv)
 
     if args.command == "runs":
@@ -23,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
+    if args.command == "render":
+        from hw2.render import main as render_main
+
+        return render_main(args.root, args.engine)
+    if args.command == "submission":
+        from hw2.submission import main as submission_main
+
+        return submission_main(args.root)
     parser.error(f"unknown command {args.command}")
     return 2
 
