@@ -14,9 +14,20 @@ function Cite(cite)
   return pandoc.RawInline("typst", table.concat(refs, ", ") .. ";")
 end
 
+-- An uncaptioned table is not a float in Quarto: no figure, no number.
+local function bare_table(tbl)
+  local typ = pandoc.write(pandoc.Pandoc({tbl}), "typst")
+  typ = typ:gsub("^%s*#figure%(%s*align%(center%)%[", "#align(center)[")
+  typ = typ:gsub("%]%s*,%s*kind: table%s*%)%s*$", "]")
+  return pandoc.RawBlock("typst", typ)
+end
+
 function Table(tbl)
   local blocks = tbl.caption.long
-  if #blocks == 0 then return nil end
+  if #blocks == 0 then
+    if tbl.identifier == "" then return bare_table(tbl) end
+    return nil
+  end
   local inlines = blocks[#blocks].content
   local last = inlines[#inlines]
   local id = last and last.t == "Str" and last.text:match("^{#(tbl%-[%w%-_]+)}$")
