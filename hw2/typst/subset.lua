@@ -5,13 +5,24 @@
 local supplements = {fig = "Figure", tbl = "Table", eq = "Equation", sec = "Section"}
 
 function Cite(cite)
-  local refs = {}
+  -- `@sec-a [@key]` parses as one citation group: cross-references become refs, the rest stays a citation.
+  local refs, others = {}, pandoc.List()
   for _, c in ipairs(cite.citations) do
     local prefix = c.id:match("^(%a+)%-")
-    if not (prefix and supplements[prefix]) then return nil end
-    table.insert(refs, "#ref(<" .. c.id .. ">, supplement: [" .. supplements[prefix] .. "])")
+    if prefix and supplements[prefix] then
+      table.insert(refs, "#ref(<" .. c.id .. ">, supplement: [" .. supplements[prefix] .. "])")
+    else
+      others:insert(c)
+    end
   end
-  return pandoc.RawInline("typst", table.concat(refs, ", ") .. ";")
+  if #refs == 0 then return nil end
+  local out = pandoc.List({pandoc.RawInline("typst", table.concat(refs, ", ") .. ";")})
+  if #others > 0 then
+    for _, c in ipairs(others) do c.mode = pandoc.NormalCitation end
+    out:insert(pandoc.Space())
+    out:insert(pandoc.Cite({}, others))
+  end
+  return out
 end
 
 -- An uncaptioned table is not a float in Quarto: no figure, no number.

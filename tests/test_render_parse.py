@@ -1,0 +1,109 @@
+"""The renderer's reading of the Quarto subset: cell options, includes, and the errors that name file:line."""
+from pathlib import Path
+
+import pytest
+
+from hw2.render import (Cell, Markdown, RenderError, check_references, inline_expressions, load_project, parse,
+                        read_document)
+
+
+def write(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def blocks_of(tmp_path: Path, text: str, name: str = "doc.qmd"):
+    write(tmp_path, {name: text})
+    _, lines = read_document(tmp_path / name, tmp_path)
+    return parse(lines, tmp_path)
+
+
+def test_cell_options_are_read_and_stripped_from_the_code(tmp_path):
+    blocks = blocks_of(tmp_path, "Intro.\n\n```{python}\n#| label: fig-a\n#| fig-cap: \"A: caption\"\n"
+                                 "#| echo: true\n#| output: false\n#| include: true\nx = 1\n```\n")
+    cell = blocks[1]
+    assert isinstance(blocks[0], Markdown) and isinstance(cell, Cell)
+    assert cell.options == {"label": "fig-a", "fig-cap": "A: caption", "echo": True, "output": False,
+                            "include": True}
+    assert cell.code == "x = 1"
+    assert cell.start.number == 3
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("a\n\n```{python}\n#| fig-width: 3\nx = 1\n```\n", 4, "cell option 'fig-width' is not supported"),
+    ("a\n```{python}\n#| echo: fenced\n```\n", 3, "must be true or false"),
+    ("a\n```{python}\n#| fig-cap: no label\nplot()\n```\n", 2, "fig-cap needs a `label: fig-...`"),
+    ("a\n```{python}\n#| label: tbl-x\nt()\n```\n", 2, "needs a tbl-cap"),
+    ("x\n\n::: {.callout-note}\nNote\n:::\n", 3, "fenced divs"),
+    ("x\n{{< video https://example.org/v.mp4 >}}\n", 2, "shortcode {{< video >}}"),
+    ("x\n\n```{r}\n1 + 1\n```\n", 3, "only ```{python} cells"),
+    ("x\n\n```{python echo=FALSE}\n1\n```\n", 3, "only ```{python} cells"),
+    ("x `{r} 1 + 1` y\n", 1, "inline `{r} ...` is not supported"),
+    ("x\n\n```{=latex}\n\\newpage\n```\n", 3, "raw block {=latex}"),
+    ("x\n\n```{python}\n1\n", 3, "never closed"),
+])
+def test_unsupported_syntax_names_file_and_line(tmp_path, text, line, words):
+    with pytest.raises(RenderError) as err:
+        blocks_of(tmp_path, text, "report/_part.qmd")
+    assert str(err.value).startswith(f"report/_part.qmd:{line}: ")
+    assert words in str(err.value)
+
+
+def test_include_splices_lines_with_their_origin(tmp_path):
+    write(tmp_path, {"report/index.qmd": "---\ntitle: T\n---\n\n# One\n\n{{< include _a.qmd >}}\n\nEnd\n",
+                     "report/_a.qmd": "# Two\n\n{{< include sub/_b.qmd >}}\n",
+                     "report/sub/_b.qmd": "Deep `{python} 1 + 1`.\n"})
+    meta, lines = read_document(tmp_path / "report/index.qmd", tmp_path)
+    assert meta == {"title": "T"}
+    origin = {ln.text: (ln.file.name, ln.number) for ln in lines}
+    assert origin["# One"] == ("index.qmd", 5)
+    assert origin["# Two"] == ("_a.qmd", 1)
+    assert origin["Deep `{python} 1 + 1`."] == ("_b.qmd", 1)
+    assert origin["End"] == ("index.qmd", 9)
+    items = inline_expressions(parse(lines, tmp_path))
+    assert [i.expr for i in items if hasattr(i, "expr")] == ["1 + 1"]
+
+
+def test_include_errors(tmp_path):
+    write(tmp_path, {"a.qmd": "{{< include b.qmd >}}\n", "b.qmd": "{{< include a.qmd >}}\n",
+                     "c.qmd": "x\n{{< include missing.qmd >}}\n", "d.qmd": "{{< include e.qmd >}}\n",
+                     "e.qmd": "---\ntitle: no\n---\n"})
+    with pytest.raises(RenderError, match="include cycle"):
+        read_document(tmp_path / "a.qmd", tmp_path)
+    with pytest.raises(RenderError, match="missing.qmd: file not found"):
+        read_document(tmp_path / "c.qmd", tmp_path)
+    with pytest.raises(RenderError, match="e.qmd:1: an included file cannot have front matter"):
+        read_document(tmp_path / "d.qmd", tmp_path)
+
+
+def test_code_blocks_are_not_checked_or_executed(tmp_path):
+    blocks = blocks_of(tmp_path, "```\n::: not a div {{< nor a shortcode >}} `{r} x`\n```\n\n```python\nx = 1\n```\n")
+    assert len(blocks) == 1 and isinstance(blocks[0], Markdown)
+    assert inline_expressions(blocks) == blocks
+
+
+def test_unresolved_references_and_citations_name_the_line(tmp_path):
+    write(tmp_path, {"d.qmd": "# A {#sec-a}\n\nSee @sec-a and @fig-b.\n"})
+    _, lines = read_document(tmp_path / "d.qmd", tmp_path)
+    markdown = "# A {#sec-a}\n\nSee @sec-a and @fig-b.\n"
+    with pytest.raises(RenderError, match=r"^d.qmd:3: unresolved cross-reference @fig-b"):
+        check_references(lines, markdown, set(), tmp_path)
+    check_references(lines, markdown + "![x](x.png){#fig-b}\n", set(), tmp_path)
+    write(tmp_path, {"e.qmd": "Mail me@example.org; cite @known and `@code`.\n\nCite @unknown.\n"})
+    _, lines = read_document(tmp_path / "e.qmd", tmp_path)
+    with pytest.raises(RenderError, match=r"^e.qmd:3: unresolved citation @unknown"):
+        check_references(lines, "", {"known"}, tmp_path)
+
+
+def test_project_reads_render_list_and_output_dir(tmp_path):
+    write(tmp_path, {"_quarto.yml": "project:\n  output-dir: _out\n  render:\n    - report/index.qmd\n",
+                     "report/index.qmd": "x\n"})
+    project = load_project(tmp_path)
+    assert project.documents == [tmp_path / "report/index.qmd"]
+    assert project.output_dir == tmp_path / "_out"
+    write(tmp_path, {"_quarto.yml": "project:\n  render:\n    - nope.qmd\n"})
+    with pytest.raises(RenderError, match="nope.qmd, which does not exist"):
+        load_project(tmp_path)
