@@ -3,13 +3,15 @@
 Every experiment module names its notebook and store experiment and provides:
   prepare_data(profile) -> data source string  (finds, downloads or generates the data)
   plan(profile) -> list of notebook parameter dicts
-  spec(params, profile, data_source) -> store.RunSpec (the same call the notebook makes)
-The executed notebook is kept in the run folder as run.ipynb.
+  spec(params, profile, data_source) -> store.RunSpec (the same call the notebook makes), or
+  specs(params, profile, data_source) -> list of RunSpec where one execution writes several runs
+The executed notebook is kept in each run folder it wrote, as run.ipynb.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,45 +30,58 @@ def experiment_module(question: str):
     return importlib.import_module(QUESTIONS[question])
 
 
-def execute_notebook(notebook: Path, parameters: dict, spec: store.RunSpec) -> None:
-    """papermill the notebook with `parameters`; move the executed copy into the sealed run folder."""
+def run_specs(module, params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    if hasattr(module, "specs"):
+        return module.specs(params, profile, data_source)
+    return [module.spec(params, profile, data_source)]
+
+
+def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec]) -> None:
+    """papermill the notebook with `parameters`; copy the executed notebook into the run folders it sealed."""
     import papermill
 
-    spec.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = spec.path.with_name(f".{spec.name}.run.ipynb")
+    first = specs[0]
+    first.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = first.path.with_name(f".{first.name}.run.ipynb")
     papermill.execute_notebook(
         str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
         log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
     )
-    problem = store.check_complete(spec.path)
-    if problem:
-        raise store.RunError(f"{notebook} finished but {spec.path} is {problem}; the notebook must call the "
-                             f"experiment's run function with the parameters it was given")
-    os.replace(tmp, spec.path / "run.ipynb")
-    store.add_to_manifest(spec.path, "run.ipynb")
+    for spec in specs:
+        problem = store.check_complete(spec.path)
+        if problem:
+            raise store.RunError(f"{notebook} finished but {spec.path} is {problem}; the notebook must call "
+                                 f"the experiment's run function with the parameters it was given")
+        shutil.copyfile(tmp, spec.path / ".run.ipynb.tmp")
+        os.replace(spec.path / ".run.ipynb.tmp", spec.path / "run.ipynb")
+        store.add_to_manifest(spec.path, "run.ipynb")
+    tmp.unlink()
 
 
 def run_question(question: str, profile: str | None = None, jobs: int = 1) -> int:
     module = experiment_module(question)
     profile = resolve_profile(profile)
     source = module.prepare_data(profile)
-    planned = [(params, module.spec(params, profile, source)) for params in module.plan(profile)]
-    todo = [(params, spec) for params, spec in planned if store.check_complete(spec.path)]
-    print(f"[hw2] {question}: profile={profile} data={source}: {len(planned)} runs planned, "
-          f"{len(planned) - len(todo)} complete, {len(todo)} to run", flush=True)
+    planned = [(params, run_specs(module, params, profile, source)) for params in module.plan(profile)]
+    todo = [(params, specs) for params, specs in planned if any(store.check_complete(s.path) for s in specs)]
+    n_runs = sum(len(specs) for _, specs in planned)
+    n_todo = sum(1 for _, specs in todo for s in specs if store.check_complete(s.path))
+    print(f"[hw2] {question}: profile={profile} data={source}: {n_runs} runs planned, "
+          f"{n_runs - n_todo} complete, {n_todo} to run", flush=True)
     failures = []
 
     def one(item):
-        params, spec = item
+        params, specs = item
+        names = ", ".join(s.name for s in specs)
         start = time.time()
-        print(f"[hw2] {question}: running {spec.name} with {params}", flush=True)
+        print(f"[hw2] {question}: running {names} with {params}", flush=True)
         try:
-            execute_notebook(ROOT / module.NOTEBOOK, {**params, "profile": profile}, spec)
-        except Exception as exc:  # one failed run must not stop the others
-            failures.append((spec.name, exc))
-            print(f"[hw2] {question}: {spec.name} FAILED: {exc}", file=sys.stderr, flush=True)
+            execute_notebook(ROOT / module.NOTEBOOK, {**params, "profile": profile}, specs)
+        except Exception as exc:  # one failed execution must not stop the others
+            failures.append((names, exc))
+            print(f"[hw2] {question}: {names} FAILED: {exc}", file=sys.stderr, flush=True)
             return
-        print(f"[hw2] {question}: {spec.name} done in {time.time() - start:.0f} s -> {spec.path}", flush=True)
+        print(f"[hw2] {question}: {names} done in {time.time() - start:.0f} s", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, todo))

@@ -325,20 +325,36 @@ def execute(spec: RunSpec, train: Callable[[Run], dict]) -> "LoadedRun":
     `train(run)` does the work inside `run.dir`, resuming from `run.load_checkpoint()`, and returns the
     summary dict; `execute` seals the folder.
     """
-    with locked(spec):
-        problem = check_complete(spec.path)
-        if problem is None:
-            print(f"[hw2] {spec.name} is complete; reusing it", flush=True)
-            return load(spec.path)
-        if problem != "missing":
-            _move_aside(spec.path, f"incomplete run folder: {problem}; training it again")
-        spec.partial_path.mkdir(parents=True, exist_ok=True)
-        run = Run(spec)
-        run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
-                                       "data_source": spec.data_source, "code": spec.code,
-                                       "config": spec.config})
-        summary = train(run)
-        return load(run.finish(summary))
+    return execute_many([spec], lambda runs: [train(runs[0])])[0]
+
+
+def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]]) -> list["LoadedRun"]:
+    """`execute` for runs trained together (e.g. a learning-rate sweep sharing one stacked model).
+
+    Complete runs are reused; `train` gets only the runs still to do and returns one summary per run.
+    """
+    with contextlib.ExitStack() as stack:
+        for spec in sorted(specs, key=lambda s: s.name):  # a fixed order, so two sweeps cannot deadlock
+            stack.enter_context(locked(spec))
+        todo = []
+        for spec in specs:
+            problem = check_complete(spec.path)
+            if problem is None:
+                print(f"[hw2] {spec.name} is complete; reusing it", flush=True)
+                continue
+            if problem != "missing":
+                _move_aside(spec.path, f"incomplete run folder: {problem}; training it again")
+            spec.partial_path.mkdir(parents=True, exist_ok=True)
+            run = Run(spec)
+            run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
+                                           "data_source": spec.data_source, "code": spec.code,
+                                           "config": spec.config})
+            todo.append(run)
+        if todo:
+            summaries = train(todo)
+            for run, summary in zip(todo, summaries, strict=True):
+                run.finish(summary)
+        return [load(spec.path) for spec in specs]
 
 
 # --- reading runs -------------------------------------------------------------------------------------------

@@ -1,0 +1,340 @@
+"""Question 2 training: the skeleton's protocol (hw2-q2.py), run fast.
+
+Semantics kept from the skeleton: `configure_seed(42)`, then the model, then per epoch a shuffled pass in
+batches of 8 with plain SGD (no momentum) on NLLLoss; the printed training loss is the cumulative running
+mean of every batch loss so far; validation accuracy after each epoch; test accuracy at the end on the
+529-image subsample (and, as an extra, the full 1,000-image test set).
+
+Where the speed comes from, without changing what is computed:
+- the data lives on the device as one tensor; each epoch is permuted once and sliced (no DataLoader);
+- the shuffle order is drawn from the global RNG exactly as `DataLoader(shuffle=True)` draws it, and
+  dropout masks exactly as `nn.Dropout` draws them, so the random streams match the skeleton's;
+- batch losses stay on the device (no `loss.item()` per step), read once per epoch;
+- the runs of a learning-rate sweep share initial weights, batches and dropout masks in the skeleton
+  (each run seeds 42, and the RNG stream does not depend on lr), so they are trained together as one
+  stacked model (`StackedCNN`): per-step overhead is paid once for all of them.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hw2 import store
+from hw2.data import octmnist
+from hw2.models.cnn import CNN, count_trainable_params
+from hw2.profiles import ConfigError, PROFILES, banner, data_dir, q2_config, q2_plan, resolve_device, resolve_profile
+
+EXPERIMENT = "q2_cnn"
+NOTEBOOK = "analysis/q2_cnn.ipynb"
+EVAL_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """One run of Question 2; defaults are the homework's (15 epochs, SGD, batch 8, dropout 0.7)."""
+
+    lr: float = 0.01
+    no_maxpool: bool = False
+    epochs: int = 15
+    batch_size: int = 8
+    dropout: float = 0.7
+    l2_decay: float = 0.0
+    seed: int = 42
+    n_train: int | None = None  # None: the whole training split (97,477)
+    n_val: int | None = None  # None: the whole validation split (10,832)
+
+    @property
+    def label(self) -> str:
+        """The skeleton's config string, e.g. 0.01-0.7-0-sgd-False."""
+        decay = int(self.l2_decay) if float(self.l2_decay).is_integer() else self.l2_decay
+        return f"{self.lr}-{self.dropout}-{decay}-sgd-{self.no_maxpool}"
+
+    @property
+    def slug(self) -> str:
+        return f"lr{self.lr:g}-{'nomaxpool' if self.no_maxpool else 'maxpool'}-s{self.seed}"
+
+
+def configure_seed(seed: int) -> None:
+    """The skeleton's `utils.configure_seed`."""
+    import os
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed(seed)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def loader_permutation(n: int) -> torch.Tensor:
+    """The order in which `DataLoader(dataset, shuffle=True)` visits n items, drawn from the global RNG
+    with exactly its draws (the iterator's base seed, then the sampler's seed), so the stream stays aligned."""
+    torch.empty((), dtype=torch.int64).random_()
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return torch.randperm(n, generator=generator)
+
+
+# --- the stacked model ----------------------------------------------------------------------------------------
+
+class StackedCNN:
+    """G copies of `CNN` (same variant) held as stacked tensors and run in one forward pass.
+
+    conv1 of all members is one convolution (8G output channels on the shared input), conv2 a grouped one,
+    the fully connected layers batched matrix products; one dropout mask is shared by all members, as the
+    separate skeleton runs share it. Gradients of the summed loss are each member's own gradients.
+    """
+
+    NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+             "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias")
+
+    def __init__(self, state_dicts: list[dict], no_maxpool: bool, dropout: float, device: str):
+        self.G = len(state_dicts)
+        self.no_maxpool = no_maxpool
+        self.dropout = dropout
+        self.params = {name: torch.stack([sd[name] for sd in state_dicts]).to(device).requires_grad_()
+                       for name in self.NAMES}
+
+    def state_dicts(self) -> list[dict]:
+        return [{name: p[g].detach().cpu().clone() for name, p in self.params.items()} for g in range(self.G)]
+
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x (B, 784) -> log-probabilities (G, B, 4)."""
+        p, G, B = self.params, self.G, x.shape[0]
+        stride = 2 if self.no_maxpool else 1
+        h = x.reshape(B, 1, 28, 28)
+        h = F.relu(F.conv2d(h, p["conv1.weight"].flatten(0, 1), p["conv1.bias"].flatten(), stride, padding=1))
+        if not self.no_maxpool:
+            h = F.max_pool2d(h, 2, 2)
+        h = F.relu(F.conv2d(h, p["conv2.weight"].flatten(0, 1), p["conv2.bias"].flatten(), stride, groups=G))
+        if not self.no_maxpool:
+            h = F.max_pool2d(h, 2, 2)
+        h = h.reshape(B, G, 576).transpose(0, 1)  # (G, B, 576): member g's channels are contiguous
+        h = F.relu(torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"].transpose(1, 2)))
+        if train and self.dropout > 0:
+            # nn.Dropout's draw on a (B, 320) tensor, shared by the members as in the separate runs.
+            keep = 1.0 - self.dropout
+            mask = torch.empty(B, 320, device=x.device).bernoulli_(keep).div_(keep)
+            h = h * mask
+        h = F.relu(torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)))
+        logits = torch.baddbmm(p["fc3.bias"].unsqueeze(1), h, p["fc3.weight"].transpose(1, 2))
+        return F.log_softmax(logits, dim=-1)
+
+    @torch.no_grad()
+    def sgd_step(self, lrs: torch.Tensor, l2_decay: float) -> None:
+        """p <- p - lr_g (grad + l2 p), each member with its own learning rate; no momentum (the skeleton's SGD)."""
+        for p in self.params.values():
+            grad = p.grad if l2_decay == 0 else p.grad.add(p, alpha=l2_decay)
+            p.sub_(grad * lrs.view(-1, *([1] * (p.dim() - 1))))
+            p.grad = None
+
+    @torch.no_grad()
+    def accuracy(self, X: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """The skeleton's `evaluate`: argmax accuracy over a whole split (in chunks, no dropout)."""
+        correct = torch.zeros(self.G, device=X.device)
+        for start in range(0, len(X), EVAL_CHUNK):
+            pred = self.forward(X[start:start + EVAL_CHUNK], train=False).argmax(-1)
+            correct += (pred == y[start:start + EVAL_CHUNK]).sum(1)
+        return (correct / float(len(X))).tolist()
+
+
+def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """NLLLoss (batch mean) of each member: (G, B, 4), (B,) -> (G,)."""
+    return -logp.gather(2, y.expand(logp.shape[0], -1).unsqueeze(-1)).squeeze(-1).mean(1)
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Data:
+    train_X: torch.Tensor
+    train_y: torch.Tensor
+    dev_X: torch.Tensor
+    dev_y: torch.Tensor
+    test_X: torch.Tensor
+    test_y: torch.Tensor
+    test_full_X: torch.Tensor
+    test_full_y: torch.Tensor
+
+    @staticmethod
+    def load(path: Path, cfg: CNNConfig, device: str) -> "Data":
+        s = octmnist.load(path, n_train=cfg.n_train, n_val=cfg.n_val)
+        tensors = [s.train_X, s.train_y, s.dev_X, s.dev_y, s.test_X, s.test_y, s.test_full_X, s.test_full_y]
+        return Data(*[t.to(device) for t in tensors])
+
+
+def train_together(runs: list[store.Run], configs: list[CNNConfig], data: Data, device: str,
+                   progress: bool = True) -> list[dict]:
+    """Train runs that differ only in learning rate as one stacked model; return their summaries.
+
+    Resumes from the runs' checkpoints (all at the same epoch, since they are written together).
+    """
+    first = configs[0]
+    assert all(asdict(c) | {"lr": 0} == asdict(first) | {"lr": 0} for c in configs), "only lr may differ"
+    configure_seed(first.seed)
+    init = CNN(first.dropout, no_maxpool=first.no_maxpool).state_dict()  # the skeleton's model, seed 42
+    states = [run.load_checkpoint() for run in runs]
+    if any(s is not None for s in states):
+        epochs_done = {len(run.history) for run in runs}
+        if None in states or len(epochs_done) != 1:
+            raise store.RunError("the checkpoints of a sweep disagree; remove the .partial folders of "
+                                 + ", ".join(r.spec.name for r in runs))
+        torch.set_rng_state(states[0]["rng"])
+        if device == "cuda" and states[0].get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(states[0]["cuda_rng"])
+        model_states = [s["model"] for s in states]
+        start_epoch = epochs_done.pop()
+        totals = [s["loss_total"] for s in states]
+    else:
+        model_states, start_epoch, totals = [init] * len(runs), 0, [0.0] * len(runs)
+
+    model = StackedCNN(model_states, first.no_maxpool, first.dropout, device)
+    lrs = torch.tensor([c.lr for c in configs], device=device)
+    n, bs = len(data.train_X), first.batch_size
+    steps = math.ceil(n / bs)
+    diverged: dict[int, int] = {}  # member -> epoch at which its loss became NaN/inf
+    epoch_bar = tqdm(range(start_epoch + 1, first.epochs + 1), desc="epochs", disable=not progress,
+                     initial=start_epoch, total=first.epochs)
+    for epoch in epoch_bar:
+        start = time.time()
+        perm = loader_permutation(n).to(device)
+        X, y = data.train_X[perm], data.train_y[perm]
+        losses = torch.empty(steps, model.G, device=device)
+        for step in tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1):
+            xb, yb = X[step * bs:(step + 1) * bs], y[step * bs:(step + 1) * bs]
+            loss = member_loss(model.forward(xb, train=True), yb)
+            loss.sum().backward()
+            model.sgd_step(lrs, first.l2_decay)
+            losses[step] = loss.detach()
+        losses = losses.double().cpu()
+        valid = model.accuracy(data.dev_X, data.dev_y)
+        seconds = time.time() - start
+        for g, run in enumerate(runs):
+            if g in diverged:
+                continue
+            totals[g] += losses[:, g].sum().item()
+            epoch_mean = losses[:, g].mean().item()
+            if not math.isfinite(epoch_mean):
+                diverged[g] = epoch
+            run.log_epoch({"epoch": epoch, "train_loss_cumulative": totals[g] / (epoch * steps),
+                           "train_loss_epoch": epoch_mean, "valid_acc": valid[g], "lr": configs[g].lr,
+                           "seconds": round(seconds, 3)})
+            if g in diverged:
+                print(f"[hw2] {run.spec.name}: training loss became {epoch_mean} at epoch {epoch}; "
+                      f"marked diverged, the sweep goes on", flush=True)
+        epoch_bar.set_postfix({f"lr={c.lr:g}": f"{run.history[-1]['train_loss_cumulative']:.4f}"
+                               for c, run in zip(configs, runs)})
+        rng = {"rng": torch.get_rng_state(),
+               "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}
+        for g, (run, sd) in enumerate(zip(runs, model.state_dicts())):
+            run.save_checkpoint({"model": sd, "loss_total": totals[g], **rng})
+        if len(diverged) == model.G:
+            break
+
+    test = model.accuracy(data.test_X, data.test_y)
+    test_full = model.accuracy(data.test_full_X, data.test_full_y)
+    summaries = []
+    for g, (run, cfg, sd) in enumerate(zip(runs, configs, model.state_dicts())):
+        run.save_torch("model.pt", sd)
+        hist = run.history
+        ok = g not in diverged
+        summaries.append({
+            "status": "complete" if ok else "diverged",
+            "diverged_epoch": diverged.get(g),
+            "config_label": cfg.label,
+            "final_train_loss": hist[-1]["train_loss_cumulative"],
+            "final_train_loss_epoch": hist[-1]["train_loss_epoch"],
+            "final_valid_acc": hist[-1]["valid_acc"],
+            "best_valid_acc": max(h["valid_acc"] for h in hist),
+            "test_acc": test[g] if ok else None,
+            "test_acc_full": test_full[g] if ok else None,
+            "n_params": count_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
+            "n_train": len(data.train_X), "n_val": len(data.dev_X),
+            "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
+            "epochs_completed": len(hist), "steps_per_epoch": steps, "device": device,
+            "members_trained_together": model.G,
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
+        })
+    return summaries
+
+
+# --- the experiment interface (runner + notebook) ------------------------------------------------------------
+
+def prepare_data(profile: str) -> str:
+    return octmnist.data_source(octmnist.prepare(data_dir()))
+
+
+def plan(profile: str) -> list[dict]:
+    """One notebook execution per variant, each training the three learning rates together."""
+    by_variant: dict[bool, list[float]] = {}
+    for params in q2_plan(profile):
+        by_variant.setdefault(params["no_maxpool"], []).append(params["lr"])
+    return [{"lr": lrs, "no_maxpool": no_maxpool} for no_maxpool, lrs in by_variant.items()]
+
+
+def validate_params(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None,
+                    device="auto") -> tuple[list[CNNConfig], str, str]:
+    """Check the notebook's parameters; return the run configs, profile and device, or raise ConfigError."""
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    profile = resolve_profile(profile)
+    lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr]
+    if not lrs:
+        raise ConfigError("lr is an empty list: give a learning rate such as 0.01, or a list of them")
+    for value in lrs:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"lr must be a positive number (the homework uses 0.1, 0.01, 0.001); got {value!r}")
+    if len(set(lrs)) != len(lrs):
+        raise ConfigError(f"lr lists a learning rate twice: {lrs}")
+    if not isinstance(no_maxpool, bool):
+        raise ConfigError(f"no_maxpool must be True or False; got {no_maxpool!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
+    device = resolve_device(device)
+    overrides = {"no_maxpool": no_maxpool, "batch_size": batch_size, "seed": seed}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    return [q2_config(profile, lr=float(v), **overrides) for v in lrs], profile, device
+
+
+def spec(config: CNNConfig, profile: str, data_source: str) -> store.RunSpec:
+    return store.RunSpec.create(EXPERIMENT, config, profile, data_source, slug=config.slug)
+
+
+def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    """The runs a notebook execution with `params` writes (one per learning rate)."""
+    configs, profile, _ = validate_params(**{**params, "profile": profile})
+    return [spec(c, profile, data_source) for c in configs]
+
+
+def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, device="auto",
+        progress=True) -> list[store.LoadedRun]:
+    """Produce (or reuse) the runs for these parameters: what the notebook calls."""
+    configs, profile, device = validate_params(lr, no_maxpool, epochs, batch_size, seed, profile, device)
+    path = octmnist.prepare(data_dir())
+    source = octmnist.data_source(path)
+    print(banner(EXPERIMENT, profile, source, device), flush=True)
+    if device == "cpu":
+        torch.set_num_threads(1)  # batch-8 ops are too small to gain from threads; run sweeps side by side
+    run_specs = [spec(c, profile, source) for c in configs]
+
+    def train(runs: list[store.Run]) -> list[dict]:
+        todo = [configs[run_specs.index(r.spec)] for r in runs]
+        data = Data.load(path, todo[0], device)
+        return train_together(runs, todo, data, device, progress=progress)
+
+    return store.execute_many(run_specs, train)
