@@ -497,7 +497,7 @@ def partials(project: Project, typst_opts: dict) -> dict[str, str]:
 
 def to_typst(markdown: str, meta: dict, parts: dict[str, str], typ_dir: Path) -> str:
     """The full Typst source: our template, the title block, the body, and the bibliography."""
-    import pypandoc
+    import pypandoc  # its bundled pandoc binary
 
     meta = dict(meta)
     bib = meta.pop("bibliography", None)
@@ -506,13 +506,23 @@ def to_typst(markdown: str, meta: dict, parts: dict[str, str], typ_dir: Path) ->
     if bib is not None:
         rel = Path(_relpath(bib, typ_dir)).as_posix()
         template += f'\n#bibliography("{rel}", title: [References])\n'
+    import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tpl = Path(tmp) / "template.typst"
         tpl.write_text(template)
-        return pypandoc.convert_text(header + markdown, "typst", format="markdown", extra_args=[
-            "--standalone", f"--template={tpl}", f"--lua-filter={TYPST_DIR / 'subset.lua'}", "--wrap=preserve"])
+        result = subprocess.run(
+            [pypandoc.get_pandoc_path(), "--from=markdown", "--to=typst", "--standalone", f"--template={tpl}",
+             f"--lua-filter={TYPST_DIR / 'subset.lua'}", "--wrap=preserve"],
+            input=header + markdown, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RenderError(f"pandoc failed: {result.stderr.strip()}")
+    if "Could not convert TeX math" in result.stderr:
+        # pandoc would print the TeX source in the PDF: refuse, showing which formula
+        raise RenderError("pandoc cannot convert a formula to Typst math (rewrite it with commands pandoc "
+                          f"knows):\n{result.stderr.strip()}")
+    return result.stdout
 
 
 def _relpath(path: Path, start: Path) -> str:

@@ -33,6 +33,7 @@ def project_root(start: Path | None = None) -> Path:
 os.environ.setdefault("HW2_RESULTS_DIR", str(project_root() / "results"))
 
 FIGURE_DIR = Path("_figures")
+DERIVED = "Computed with SymPy by hw2.attention.derivations while rendering; no run."
 
 
 class ContributionError(ValueError):
@@ -63,6 +64,8 @@ def is_standin(data_source: str) -> bool:
 
 def describe_source(data_source: str) -> str:
     """Human words for a run's data source: stand-in data is always called so."""
+    if data_source == "synthetic":
+        return "random inputs (no data set)"
     if is_standin(data_source):
         return f"generated stand-in data ({data_source}), not the real data set"
     return f"real data ({data_source})"
@@ -96,8 +99,10 @@ def small(text: str) -> str:
     return f"`#text(size: 7.5pt, fill: luma(80))[{typst_text(text)}]`{{=typst}}"
 
 
-def caption(text: str, runs: Iterable[LoadedRun]) -> str:
-    return f"{text} {small(provenance(runs))}"
+def caption(text: str, runs: Iterable[LoadedRun] | str) -> str:
+    """The caption text followed, in small type, by the runs it comes from (or `runs` itself, a note
+    for content computed while rendering)."""
+    return f"{text} {small(runs if isinstance(runs, str) else provenance(runs))}"
 
 
 # --- tables, figures, numbers -------------------------------------------------------------------------------
@@ -118,7 +123,7 @@ def mean_std(values: Iterable[float], digits: int = 4) -> str:
     return f"{fmt(statistics.mean(values), digits)} ± {fmt(statistics.stdev(values), digits)}"
 
 
-def table(df, label: str, text: str, runs: Iterable[LoadedRun]):
+def table(df, label: str, text: str, runs: Iterable[LoadedRun] | str):
     """A captioned, labelled Markdown table (`@tbl-...` refers to it)."""
     from IPython.display import Markdown
 
@@ -130,7 +135,7 @@ def table(df, label: str, text: str, runs: Iterable[LoadedRun]):
     return Markdown(f"{body}\n\n: {caption(text, runs)} {{#{label}}}\n")
 
 
-def figure(fig, label: str, text: str, runs: Iterable[LoadedRun], width: str = "75%"):
+def figure(fig, label: str, text: str, runs: Iterable[LoadedRun] | str, width: str = "75%"):
     """Save a matplotlib figure and return it as a captioned, labelled Markdown figure (`@fig-...`)."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown
@@ -366,3 +371,127 @@ def q2_param_counts() -> dict[bool, int]:
     from hw2.models.cnn import CNN, count_trainable_params
 
     return {nm: count_trainable_params(CNN(0.7, no_maxpool=nm)) for nm in (False, True)}
+
+
+# --- Question 1: the attention benchmark --------------------------------------------------------------------
+
+Q1_EXPERIMENT = "q1_attention"
+METHOD_NAMES = {"softmax_naive": "softmax, naive", "softmax_sdpa": "softmax, fused SDPA",
+                "taylor_linear": "Taylor linear", "taylor_causal": "Taylor linear, causal"}
+METHOD_STYLE = {"softmax_naive": ("tab:red", "o"), "softmax_sdpa": ("tab:orange", "s"),
+                "taylor_linear": ("tab:blue", "^"), "taylor_causal": ("tab:cyan", "v")}
+
+
+def display_math(latex: str, label: str | None = None):
+    """A display equation as Markdown (numbered and referable as @eq-... when labelled)."""
+    from IPython.display import Markdown
+
+    return Markdown(f"$$\n{tex_for_pandoc(latex)}\n$$" + (f" {{#{label}}}" if label else "") + "\n")
+
+
+def tex_for_pandoc(latex: str) -> str:
+    """TeX that pandoc's math converter (used by Quarto and hw2 for Typst) reads: sized delimiters become
+    \\left/\\right, which it knows."""
+    for sized, plain in (("\\Bigl", "\\left"), ("\\Bigr", "\\right"), ("\\bigl", "\\left"), ("\\bigr", "\\right")):
+        latex = latex.replace(sized, plain)
+    return latex
+
+
+class Q1Results:
+    """The benchmark run of a profile: timings, fitted exponents, crossovers and the error study."""
+
+    def __init__(self, profile: str):
+        runs = require_runs(Q1_EXPERIMENT, profile, "runs-q1")
+        # One run per device: prefer the GPU run where there is one (the full protocol), else the CPU run.
+        runs.sort(key=lambda r: (r.summary.get("device") != "cuda", r.name))
+        self.run = runs[0]
+        self.summary = self.run.summary
+        self.history = self.run.history
+        import pandas as pd
+
+        self.errors = pd.read_csv(self.run.file("approx_error.csv"))
+
+    @property
+    def dims(self) -> list[int]:
+        return [int(d) for d in self.summary["dims"]]
+
+    def exponent(self, method: str, dim: int, quantity: str = "time") -> float:
+        return self.summary["exponents"][method][str(dim)][quantity]["exponent"]
+
+    def scaling_figure(self, quantity: str, label: str, text: str):
+        """Time or peak memory against L, log-log, one panel per D, with fitted exponents in the legend."""
+        import matplotlib.pyplot as plt
+
+        column, ylabel = {"time": ("time_s", "Time per call (s)"),
+                          "memory": ("peak_memory_bytes", "Peak memory (bytes)")}[quantity]
+        fig, axes = plt.subplots(1, len(self.dims), figsize=(3.1 * len(self.dims), 3.0), squeeze=False)
+        for ax, dim in zip(axes[0], self.dims):
+            for method in self.summary["methods"]:
+                rows = self.history[(self.history["method"] == method) & (self.history["dim"] == dim)]
+                rows = rows.sort_values("length")
+                if rows.empty:
+                    continue
+                colour, marker = METHOD_STYLE.get(method, ("black", "."))
+                b = self.exponent(method, dim, quantity)
+                ax.loglog(rows["length"], rows[column].clip(lower=1e-12), marker=marker, color=colour,
+                          markersize=3.5, label=f"{METHOD_NAMES.get(method, method)} ($L^{{{b:.2f}}}$)"
+                          if b is not None else METHOD_NAMES.get(method, method))
+            lengths = sorted(self.history["length"].unique())
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(lengths[::max(1, len(lengths) // 5)])
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
+            ax.set_title(f"D = {dim}", fontsize=9)
+            ax.set_xlabel("Sequence length L")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6.5, frameon=False)
+        fig.tight_layout()
+        return figure(fig, label, text, [self.run], width="100%")
+
+    def error_figure(self, label: str, text: str):
+        """Median relative error of Taylor attention against softmax attention, by the std of q^T k."""
+        import matplotlib.pyplot as plt
+
+        kinds = list(self.summary["error_study"]["kinds"])
+        fig, axes = plt.subplots(1, len(kinds), figsize=(2.2 * len(kinds) + 0.6, 2.8), squeeze=False, sharey=True)
+        for ax, kind in zip(axes[0], kinds):
+            for order in self.summary["error_study"]["orders"]:
+                rows = self.errors[(self.errors["kind"] == kind) & (self.errors["order"] == order)]
+                med = rows.groupby("target_score_std")["rel_error"].median()
+                ax.loglog(med.index, med.values, marker="o", markersize=3, label=f"K = {order}")
+            ax.set_title(f"{kind} inputs", fontsize=9)
+            ax.set_xlabel("Std of q⊤k")
+            ax.set_ylabel("Median relative error")
+            ax.grid(alpha=0.3, which="both")
+        axes[0][0].legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        return figure(fig, label, text, [self.run], width="100%")
+
+    def exponent_table(self, label: str, text: str):
+        import pandas as pd
+
+        rows = []
+        for method in self.summary["methods"]:
+            for dim in self.dims:
+                rows.append({"Method": METHOD_NAMES.get(method, method), "D": str(dim),
+                             "Time exponent": fmt(self.exponent(method, dim, "time"), 2),
+                             "Memory exponent": fmt(self.exponent(method, dim, "memory"), 2),
+                             "Longest L": f"{self.summary['max_length'][method][str(dim)]:,}"})
+        return table(pd.DataFrame(rows), label, text, [self.run])
+
+    def crossover_table(self, label: str, text: str):
+        import pandas as pd
+
+        kinds = {"measured": "measured", "below_range": "below the shortest L", "extrapolated": "extrapolated",
+                 "none": "none in range"}
+        rows = []
+        for method, per_dim in self.summary["crossovers"].items():
+            for dim, c in per_dim.items():
+                rows.append({"Against": METHOD_NAMES.get(method, method), "D": dim,
+                             "M": f"{self.summary['feature_dims'][dim]:,}",
+                             "Flop-count L*": f"{c['L_star']:,.0f}",
+                             "Measured crossover": f"{c['length']:,.0f}" if c["length"] is not None else "–",
+                             "How": kinds.get(c["kind"], c["kind"]),
+                             "Speed-up at longest L": f"{c['ratio_at_longest']:.2f}×"})
+        return table(pd.DataFrame(rows), label, text, [self.run])

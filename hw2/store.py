@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Modules that only read runs or render the report: editing them must not invalidate experiments.
-NOT_EXPERIMENT_CODE = {"render.py", "report.py", "__main__.py", "runs.py"}
+NOT_EXPERIMENT_CODE = {"render.py", "report.py", "submission.py", "__main__.py", "runs.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 

@@ -1,0 +1,86 @@
+"""`python -m hw2 submission`: the zip handed in on Fenix, `hw2-group<N>.zip`.
+
+It holds the report PDF and the code (package, notebooks, documents, tests, README, Makefile,
+pyproject), never data, results, caches or the virtual environment. It refuses when the contribution
+statement is missing (10-point penalty), when authors.yml is still the example group, or when the PDF is
+older than the sources it was rendered from.
+"""
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+from hw2.report import ContributionError, contribution_paragraph, load_authors
+
+PDF = Path("_output") / "hw2-report.pdf"
+CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")
+TOP_FILES = ("_quarto.yml", "README.md", "Makefile", "pyproject.toml", "constraints.txt", ".gitignore")
+# Inside the folders above: build products and caches, never sources.
+SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "_figures"}
+SKIP_SUFFIXES = {".pyc", ".pyo", ".typ.tmp"}
+
+
+class SubmissionError(RuntimeError):
+    """The zip cannot be built yet, and what to do."""
+
+
+def code_files(root: Path) -> list[Path]:
+    files = [root / name for name in TOP_FILES if (root / name).is_file()]
+    for folder in CODE:
+        for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
+            rel = path.relative_to(root)
+            if not path.is_file() or SKIP_DIRS & set(rel.parts) or path.suffix in SKIP_SUFFIXES:
+                continue
+            if any(part.endswith(("_files", ".egg-info")) for part in rel.parts):
+                continue
+            if folder == "report" and path.suffix == ".typ":  # the renderer's intermediate file
+                continue
+            files.append(path)
+    return files
+
+
+def source_files(root: Path) -> list[Path]:
+    """What the PDF is rendered from: the documents, the config and the package."""
+    return [p for p in code_files(root) if p.relative_to(root).parts[0] in ("hw2", "report", "_quarto.yml")]
+
+
+def build(root: Path | str = ".") -> Path:
+    root = Path(root).resolve()
+    authors = root / "report" / "authors.yml"
+    try:
+        group = load_authors(authors)
+        contribution_paragraph(group)
+    except ContributionError as exc:
+        raise SubmissionError(str(exc)) from None
+    if group.example:
+        raise SubmissionError(f"{authors.relative_to(root)} still holds the example group shipped with hw2: "
+                              f"put your group number and students there and delete `example: true`")
+    pdf = root / PDF
+    if not pdf.is_file():
+        raise SubmissionError(f"{PDF} does not exist: run `make report` first")
+    newer = [p for p in source_files(root) if p.stat().st_mtime > pdf.stat().st_mtime]
+    if newer:
+        shown = ", ".join(str(p.relative_to(root)) for p in newer[:5]) + (" ..." if len(newer) > 5 else "")
+        raise SubmissionError(f"{PDF} is older than its sources ({shown}): run `make report` again")
+    name = f"hw2-group{group.number}"
+    out = root / f"{name}.zip"
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(pdf, f"{name}/{name}-report.pdf")
+        for path in code_files(root):
+            zf.write(path, f"{name}/{path.relative_to(root).as_posix()}")
+    tmp.replace(out)
+    return out
+
+
+def main(root: str = ".") -> int:
+    try:
+        out = build(root)
+    except SubmissionError as exc:
+        print(f"hw2 submission: {exc}", file=sys.stderr)
+        return 1
+    with zipfile.ZipFile(out) as zf:
+        n, size = len(zf.namelist()), out.stat().st_size
+    print(f"[hw2] {out.name}: the report PDF and {n - 1} code files ({size / 1024:.0f} KiB); upload it on Fenix")
+    return 0
