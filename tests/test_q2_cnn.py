@@ -1,0 +1,261 @@
+"""Question 2: the CNN, the OCTMNIST data, and a trainer faithful to the skeleton."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hw2 import store, train_cnn
+from hw2.data import octmnist
+from hw2.models.cnn import CNN, count_trainable_params
+from hw2.profiles import ConfigError
+from hw2.train_cnn import StackedCNN, configure_seed, loader_permutation, member_loss
+
+
+# --- the model ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("no_maxpool", [False, True])
+def test_both_variants_have_224892_trainable_parameters(no_maxpool):
+    assert count_trainable_params(CNN(0.7, no_maxpool=no_maxpool)) == 224_892
+
+
+def test_parameter_count_ignores_frozen_parameters():
+    model = CNN()
+    model.fc1.weight.requires_grad_(False)
+    assert count_trainable_params(model) == 224_892 - 576 * 320
+
+
+@pytest.mark.parametrize("no_maxpool, conv1_out", [(False, 28), (True, 14)])
+def test_shapes_of_each_variant(no_maxpool, conv1_out):
+    model = CNN(0.7, no_maxpool=no_maxpool).eval()
+    x = torch.rand(5, 784)  # the skeleton feeds flattened images
+    assert model.conv1(x.reshape(5, 1, 28, 28)).shape == (5, 8, conv1_out, conv1_out)
+    assert model.features(x).shape == (5, 16, 6, 6)
+    logp = model(x)
+    assert logp.shape == (5, 4)
+    torch.testing.assert_close(logp.exp().sum(1), torch.ones(5))
+    assert (model.pool is None) == no_maxpool
+    assert model.conv1.stride == ((2, 2) if no_maxpool else (1, 1))
+    assert model.conv2.padding == (0, 0) and model.conv1.padding == (1, 1)
+    assert model.drop.p == 0.7 and model.fc3.out_features == 4
+
+
+# --- the stand-in data and the loader -----------------------------------------------------------------------
+
+def test_standin_has_octmnist_format(octmnist_standin):
+    with np.load(octmnist_standin) as npz:
+        assert sorted(npz.files) == sorted(f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels"))
+        for split, n in (("train", 97_477), ("val", 10_832), ("test", 1_000)):
+            images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+            assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+            assert labels.shape == (n, 1)
+            assert np.bincount(labels[:, 0], minlength=4).tolist() == list(octmnist.CLASS_COUNTS[split])
+        assert 20 < npz["train_images"].mean() < 200  # neither blank nor saturated
+    assert octmnist.data_source(octmnist_standin).startswith("standin-")
+
+
+def test_standin_is_deterministic_and_classes_differ():
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    labels = np.repeat(np.arange(4, dtype=np.uint8), 300)
+    a, b = octmnist.render_scans(labels, rng_a), octmnist.render_scans(labels, rng_b)
+    assert np.array_equal(a, b)
+    # Class structure exists (class means differ clearly) but is not trivial (a linear probe stays far from 100%).
+    X = a.reshape(len(a), -1) / 256.0
+    means = np.stack([X[labels == c].mean(0) for c in range(4)])
+    assert min(np.abs(means[i] - means[j]).max() for i in range(4) for j in range(i + 1, 4)) > 0.02
+    order = np.random.default_rng(0).permutation(len(X))
+    train, test = order[:900], order[900:]
+    W = np.linalg.lstsq(np.c_[X[train], np.ones(900)], np.eye(4)[labels[train]], rcond=None)[0]
+    linear_acc = (np.argmax(np.c_[X[test], np.ones(len(test))] @ W, 1) == labels[test]).mean()
+    assert 0.3 < linear_acc < 0.9
+
+
+def write_real_format(path, n_train=40, n_val=12, per_class_test=250):
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", n_train), ("val", n_val), ("test", 4 * per_class_test)):
+        labels = np.arange(n) % 4 if split != "test" else np.repeat(np.arange(4), per_class_test)
+        labels = labels[rng.permutation(n)].astype(np.uint8)
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = labels[:, None]
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_loader_on_a_real_format_file_matches_the_skeleton(tmp_path):
+    arrays = write_real_format(tmp_path / "octmnist.npz")
+    assert octmnist.data_source(tmp_path / "octmnist.npz").startswith("real-")
+    data = octmnist.load(tmp_path / "octmnist.npz")
+    assert data.train_X.dtype == torch.float32 and data.train_X.shape == (40, 784)
+    np.testing.assert_array_equal(data.train_X.numpy(), arrays["train_images"].reshape(40, 784) / 256)
+    assert data.train_X.max() < 1.0  # /256, not /255
+    assert data.train_y.dtype == torch.int64 and data.train_y.shape == (40,)
+    # The skeleton's test subsample: the first 182/55/42/250 of classes 0..3, stacked in class order.
+    assert len(data.test_y) == 529
+    assert data.test_y.tolist() == [0] * 182 + [1] * 55 + [2] * 42 + [3] * 250
+    first_cnv = np.flatnonzero(arrays["test_labels"][:, 0] == 0)[0]
+    np.testing.assert_array_equal(data.test_X[0].numpy(), arrays["test_images"][first_cnv].reshape(784) / 256)
+    assert len(octmnist.load(tmp_path / "octmnist.npz", eq_test_dist=True).test_y) == 1000
+    assert len(data.test_full_y) == 1000
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda a: a.pop("val_labels"), "lacks"),
+    (lambda a: a.update(train_images=a["train_images"].astype(np.float32)), "uint8"),
+    (lambda a: a.update(test_labels=a["test_labels"][:, 0]), "shape"),
+])
+def test_malformed_files_get_a_clear_error(tmp_path, breakage, message):
+    arrays = write_real_format(tmp_path / "ok.npz")
+    breakage(arrays)
+    np.savez(tmp_path / "octmnist.npz", **arrays)
+    with pytest.raises(octmnist.DataError, match=message):
+        octmnist.prepare(tmp_path)
+    assert (tmp_path / "octmnist.npz").exists()  # nothing is deleted
+
+
+# --- training semantics ---------------------------------------------------------------------------------------
+
+def test_loader_permutation_draws_exactly_as_the_dataloader():
+    n = 37
+    torch.manual_seed(3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(n)), batch_size=8, shuffle=True)
+    orders = [torch.cat([b[0] for b in loader]) for _ in range(3)]
+    after = torch.rand(2)
+    torch.manual_seed(3)
+    assert all(torch.equal(o, loader_permutation(n)) for o in orders)
+    assert torch.equal(after, torch.rand(2))  # the global RNG stream stays aligned for dropout
+
+
+def skeleton_training(X, y, lr, no_maxpool, epochs):
+    """hw2-q2.py's main loop, written the straightforward way."""
+    configure_seed(42)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=8, shuffle=True)
+    model = CNN(0.7, no_maxpool=no_maxpool)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    criterion = nn.NLLLoss()
+    losses = []
+    for _ in range(epochs):
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return np.array(losses), model.state_dict()
+
+
+@pytest.mark.parametrize("no_maxpool", [False, True])
+def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
+    """Same seed => same init, batches and dropout masks in each run; the stacked model reproduces them."""
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
+    lrs = [0.1, 0.01, 0.001]
+    configure_seed(42)
+    model = StackedCNN([CNN(0.7, no_maxpool).state_dict()] * 3, no_maxpool, 0.7, "cpu")
+    losses = []
+    for _ in range(2):
+        perm = loader_permutation(len(X))
+        Xp, yp = X[perm], y[perm]
+        for start in range(0, len(X), 8):
+            loss = member_loss(model.forward(Xp[start:start + 8], train=True), yp[start:start + 8])
+            loss.sum().backward()
+            model.sgd_step(torch.tensor(lrs), 0.0)
+            losses.append(loss.detach())
+    losses = torch.stack(losses).numpy()
+    for g, lr in enumerate(lrs):
+        ref_losses, ref_state = skeleton_training(X, y, lr, no_maxpool, epochs=2)
+        np.testing.assert_allclose(losses[:, g], ref_losses, atol=2e-6)
+        for name, value in model.state_dicts()[g].items():
+            torch.testing.assert_close(value, ref_state[name], atol=1e-6, rtol=1e-5)
+
+
+def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, results_dir):
+    (run,) = train_cnn.run(0.01, epochs=2, profile="smoke", progress=False)
+    h = run.history
+    epoch1, epoch2 = h["train_loss_epoch"]
+    # Both epochs have the same number of steps, so the running mean after 2 is the mean of the epoch means.
+    assert h["train_loss_cumulative"][0] == pytest.approx(epoch1)
+    assert h["train_loss_cumulative"][1] == pytest.approx((epoch1 + epoch2) / 2)
+    assert run.summary["n_test"] == 529 and run.summary["n_test_full"] == 1000
+    assert run.summary["n_train"] == 400 and run.summary["steps_per_epoch"] == 50
+    assert run.summary["final_train_loss"] == pytest.approx(h["train_loss_cumulative"].iloc[-1])
+    assert run.summary["n_params"] == 224_892
+    state = torch.load(run.file("model.pt"))
+    assert CNN().load_state_dict(state) is not None
+
+
+# --- the run store with training ------------------------------------------------------------------------------
+
+def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, results_dir, monkeypatch):
+    kwargs = dict(lr=[0.1, 0.01], epochs=3, profile="smoke", progress=False)
+    reference = train_cnn.run(**kwargs)
+    reference = {r.name: (r.summary, r.history) for r in reference}
+    for r in store.list_runs("q2_cnn"):
+        store._move_aside(r.path, "test: train again")
+
+    calls = {"n": 0}
+    real = train_cnn.loader_permutation
+
+    def dies_in_epoch_3(n):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed during epoch 3")
+        return real(n)
+
+    monkeypatch.setattr(train_cnn, "loader_permutation", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_cnn.run(**kwargs)
+    partial = sorted((results_dir / "q2_cnn").glob("*.partial"))
+    assert len(partial) == 2 and all((p / "checkpoint.pt").exists() for p in partial)
+    assert not [p for p in (results_dir / "q2_cnn").iterdir() if p.name in reference]  # nothing half-sealed
+
+    monkeypatch.setattr(train_cnn, "loader_permutation", real)
+    resumed = train_cnn.run(**kwargs)
+    for r in resumed:
+        summary, history = reference[r.name]
+        assert r.history.drop(columns="seconds").equals(history.drop(columns="seconds"))
+        for key in ("final_train_loss", "final_valid_acc", "test_acc", "test_acc_full"):
+            assert r.summary[key] == summary[key]
+        assert not (r.path / "checkpoint.pt").exists()
+
+
+def test_diverging_member_is_recorded_and_the_sweep_goes_on(octmnist_dir, results_dir):
+    runs = {r.config["config"]["lr"]: r for r in train_cnn.run([1e6, 0.01], epochs=3, profile="smoke",
+                                                                progress=False)}
+    bad, good = runs[1e6], runs[0.01]
+    assert bad.summary["status"] == "diverged" and bad.summary["diverged_epoch"] == 1
+    assert bad.summary["test_acc"] is None
+    assert len(bad.history) == 1 and not np.isfinite(bad.history["train_loss_epoch"][0])
+    assert good.summary["status"] == "complete" and len(good.history) == 3
+    assert np.isfinite(good.history["train_loss_cumulative"]).all()
+    # A diverged run is still a finished run: asking again reuses it.
+    assert store.check_complete(bad.path) is None
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"lr": -0.1}, "lr must be a positive number"),
+    ({"lr": float("nan")}, "lr must be a positive number"),
+    ({"lr": "0.1"}, "lr must be a positive number"),
+    ({"lr": []}, "empty"),
+    ({"lr": 0.1, "profile": "huge"}, "unknown profile 'huge'"),
+    ({"lr": 0.1, "epochs": 0}, "epochs must be a positive integer"),
+    ({"lr": 0.1, "batch_size": 2.5}, "batch_size must be a positive integer"),
+    ({"lr": 0.1, "no_maxpool": "yes"}, "no_maxpool must be True or False"),
+    ({"lr": 0.1, "seed": -1}, "seed must be a non-negative integer"),
+    ({"lr": 0.1, "device": "tpu"}, "unknown device"),
+])
+def test_bad_parameters_are_rejected_with_a_clear_message(params, message):
+    with pytest.raises(ConfigError, match=message):
+        train_cnn.validate_params(**params)
+
+
+def test_plan_is_the_statements_sweep():
+    plan = train_cnn.plan("full")
+    assert plan == [{"lr": [0.1, 0.01, 0.001], "no_maxpool": False}, {"lr": [0.1, 0.01, 0.001], "no_maxpool": True}]
+    configs, _, _ = train_cnn.validate_params(**plan[0], profile="full")
+    assert [(c.epochs, c.batch_size, c.dropout, c.seed, c.n_train) for c in configs] == [(15, 8, 0.7, 42, None)] * 3
+    assert configs[1].label == "0.01-0.7-0-sgd-False"
