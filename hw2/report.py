@@ -29,9 +29,6 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
-# The kernel's working directory is the document's folder (report/): runs live at the project root.
-os.environ.setdefault("HW2_RESULTS_DIR", str(project_root() / "results"))
-
 FIGURE_DIR = Path("_figures")
 DERIVED = "Computed with SymPy by hw2.attention.derivations while rendering; no run."
 
@@ -42,10 +39,13 @@ class ContributionError(ValueError):
 
 # --- runs and provenance ------------------------------------------------------------------------------------
 
-def report_profile() -> str:
-    """The profile the report shows: $PROFILE, else the same default as `make runs`."""
+def setup() -> str:
+    """Call first in the report: point the run store at the project's results (the kernel's working
+    directory is the document's folder, report/) unless $HW2_RESULTS_DIR says otherwise, and return the
+    profile the report shows: $PROFILE, else the same default as `make runs`."""
     from hw2.profiles import resolve_profile
 
+    os.environ.setdefault("HW2_RESULTS_DIR", str(project_root() / "results"))
     return resolve_profile(None)
 
 

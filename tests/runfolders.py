@@ -63,3 +63,11 @@ def q2_runs(profile: str = "smoke", seeds: tuple[int, ...] = (42,), epochs: int 
             slug = f"lr{lr:g}-{'nomaxpool' if nm else 'maxpool'}-s{seed}"
             runs.append(write_run("q2_cnn", config, profile, slug, history, summary))
     return runs
+
+
+def q3_runs(profile: str = "smoke") -> list[store.LoadedRun]:
+    return []
+
+
+def q3_test_metrics(run) -> dict:
+    return {}

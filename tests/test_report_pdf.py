@@ -1,0 +1,125 @@
+"""The report rendered from smoke-profile run folders and read back with pdftotext.
+
+Q1's run is the real smoke benchmark; Q2's and Q3's folders are written through the store API with
+generated values (training them is other tests' business): what is checked here is that the PDF answers
+every sub-question, captions every table and figure with its runs, carries the contribution statement,
+prints the numbers of the run folders, and that editing prose re-runs nothing.
+"""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import runfolders
+from hw2 import report, store
+from hw2.render import render
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBQUESTIONS = ["Q1.1", "Q1.2", "Q1.3", "Q1.4", "Q2.1", "Q2.2", "Q2.3", "Q3.1", "Q3.2", "Q3.3", "Q3.4"]
+AUTHORS = """group: 42
+students:
+  - {name: Rita Teste, number: 99001, email: rita@example.org, contribution: "wrote the derivations of Question 1"}
+  - {name: Zeca Prova, number: 99002, email: zeca@example.org, contribution: "trained the networks of Questions 2 and 3"}
+"""
+pytestmark = pytest.mark.slow
+
+
+def pdf_text(pdf: Path) -> str:
+    out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
+    return " ".join(out.stdout.replace("\u2212", "-").split())  # typst prints minus signs as U+2212
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HW2_RESULTS_DIR", str(tmp / "results"))
+    mp.setenv("PROFILE", "smoke")
+    from hw2 import bench_attention
+
+    runs = {"q1": [bench_attention.run("smoke")], "q2": runfolders.q2_runs(), "q3": runfolders.q3_runs()}
+    project = tmp / "project"
+    (project / "hw2").mkdir(parents=True)
+    shutil.copy(ROOT / "_quarto.yml", project)
+    shutil.copytree(ROOT / "hw2" / "typst", project / "hw2" / "typst")
+    shutil.copytree(ROOT / "report", project / "report",
+                    ignore=shutil.ignore_patterns("_figures", "*_files", "*.typ"))
+    (project / "report" / "authors.yml").write_text(AUTHORS)
+    config = (project / "_quarto.yml").read_text()
+    (project / "_quarto.yml").write_text(config.replace("    toc: true\n", "    toc: true\n    keep-typ: true\n"))
+    (pdf,) = render(project, log=lambda *a: None)
+    yield project, runs, pdf
+    mp.undo()
+
+
+def test_every_subquestion_has_its_section(rendered):
+    _, _, pdf = rendered
+    text = pdf_text(pdf)
+    for q in SUBQUESTIONS:
+        assert re.search(rf"\d+\.\d+ {re.escape(q)}:", text), f"no numbered section for {q}"
+    assert "Contributions of the group members" in text
+
+
+def test_every_table_and_figure_is_captioned_with_its_runs(rendered):
+    project, _, pdf = rendered
+    text = pdf_text(pdf)
+    typ = (project / "_output" / "report" / "hw2-report.typ").read_text()
+    n_figures = typ.count("#figure(image(")
+    n_tables = typ.count("kind: table")
+    assert n_figures >= 7 and n_tables >= 5
+    for k in range(1, n_figures + 1):
+        assert f"Figure {k}:" in text
+    for k in range(1, n_tables + 1):
+        assert f"Table {k}:" in text
+    captions = re.findall(r"caption: \[(.*?)\]\s*(?:,\s*kind: table\s*)?\)\s*<", typ, re.S)
+    assert len(captions) == n_figures + n_tables
+    for caption in captions:  # every caption names its runs (profile, data source) or says it is derived
+        assert "profile smoke" in caption or "no run" in caption, caption
+    assert "generated stand\\-in data" in typ and "Stand-in data." in text  # stated on the title page too
+
+
+def test_title_page_and_contribution_statement(rendered):
+    _, _, pdf = rendered
+    text = pdf_text(pdf)
+    assert "Group 42" in text and "Rita Teste 99001 rita@example.org" in text
+    assert "Rita Teste (99001) wrote the derivations of Question 1." in text
+    assert "Zeca Prova (99002) trained the networks of Questions 2 and 3." in text
+    assert f"git commit {store.git_commit() or 'unknown'}"[:22] in text
+
+
+def test_numbers_printed_are_those_of_the_run_folders(rendered):
+    _, runs, pdf = rendered
+    text = pdf_text(pdf)
+    for run in runs["q2"]:
+        s = run.summary
+        for key in ("final_train_loss", "final_valid_acc", "test_acc", "test_acc_full"):
+            assert report.fmt(s[key]) in text, (run.name, key)
+    q1 = runs["q1"][0].summary
+    for method, per_dim in q1["exponents"].items():
+        for fits in per_dim.values():
+            assert report.fmt(fits["time"]["exponent"], 2) in text
+    for dim, lstar in q1["L_star"].items():
+        assert f"{lstar:,.0f}" in text
+    for run in runs["q3"]:
+        for value in runfolders.q3_test_metrics(run).values():
+            assert report.fmt(value) in text, run.name
+
+
+def test_editing_prose_reruns_no_experiment(rendered):
+    project, runs, _ = rendered
+    results = store.results_dir()
+    before = snapshot(results)
+    doc = project / "report" / "_q2.qmd"
+    doc.write_text(doc.read_text() + "\nA sentence added while editing the prose.\n")
+    (pdf,) = render(project, log=lambda *a: None)
+    assert "A sentence added while editing the prose." in pdf_text(pdf)
+    assert snapshot(results) == before  # no run folder created, moved or modified
+    for experiment, expected in (("q1_attention", runs["q1"]), ("q2_cnn", runs["q2"])):
+        assert [r.name for r in store.list_runs(experiment, "smoke")] == sorted(r.name for r in expected)
