@@ -462,7 +462,11 @@ class Q1Results:
                 ax.loglog(med.index, med.values, marker="o", markersize=3, label=f"K = {order}")
             ax.set_title(f"{kind} inputs", fontsize=9)
             ax.set_xlabel("Std of q⊤k")
-            ax.set_ylabel("Median relative error")
+            ax.set_ylabel("Median relative error" if ax is axes[0][0] else " ")
+            scales = self.summary["error_study"]["scales"]
+            ax.set_xticks(scales[::max(1, len(scales) // 4)])
+            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.grid(alpha=0.3, which="both")
         axes[0][0].legend(fontsize=7, frameon=False)
         fig.tight_layout()

@@ -1,0 +1,80 @@
+"""`hw2 submission`: the zip holds the PDF and the code only, and refuses what would cost points."""
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hw2.submission import SubmissionError, build
+
+AUTHORS = """group: 7
+students:
+  - {name: Rita Teste, number: 99001, email: rita@example.org, contribution: "wrote Question 1"}
+  - {name: Zeca Prova, number: 99002, email: zeca@example.org, contribution: "wrote Questions 2 and 3"}
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    files = {"hw2/__init__.py": "", "hw2/train.py": "x = 1\n", "hw2/data/loader.py": "y = 2\n",
+             "hw2/typst/typst-template.typ": "#let article(doc) = doc\n",
+             "analysis/q2.ipynb": "{}", "report/index.qmd": "# Q\n", "report/authors.yml": AUTHORS,
+             "tests/test_x.py": "", "_quarto.yml": "project: {}\n", "README.md": "hw2\n", "Makefile": "all:\n",
+             "pyproject.toml": "[project]\n", "data/octmnist.npz": "big", "results/q2/run/summary.json": "{}",
+             ".venv/bin/python": "", "hw2/__pycache__/train.cpython-311.pyc": "", "report/_figures/fig.png": "",
+             "report/index_files/figure-typst/a.png": "", "report/index.typ": ""}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    pdf = tmp_path / "_output" / "hw2-report.pdf"
+    pdf.parent.mkdir()
+    pdf.write_bytes(b"%PDF-1.7\n")
+    later = time.time() + 5
+    os.utime(pdf, (later, later))
+    return tmp_path
+
+
+def test_zip_holds_the_pdf_and_the_code_only(project):
+    out = build(project)
+    assert out == project / "hw2-group7.zip"
+    names = set(zipfile.ZipFile(out).namelist())
+    assert "hw2-group7/hw2-group7-report.pdf" in names
+    for kept in ("hw2/train.py", "hw2/data/loader.py", "hw2/typst/typst-template.typ", "analysis/q2.ipynb",
+                 "report/index.qmd", "report/authors.yml", "tests/test_x.py", "_quarto.yml", "README.md",
+                 "Makefile", "pyproject.toml"):
+        assert f"hw2-group7/{kept}" in names, kept
+    inside = [n.split("/", 1)[1] for n in names]
+    for top in ("data/", "results/", ".venv/"):
+        assert not any(n.startswith(top) for n in inside), top
+    for part in ("__pycache__", "_figures", "index_files", "index.typ"):
+        assert not any(part in n for n in inside), part
+
+
+def test_refuses_a_stale_pdf(project):
+    later = time.time() + 60
+    os.utime(project / "report" / "index.qmd", (later, later))
+    with pytest.raises(SubmissionError, match=r"older than its sources \(report/index.qmd\).*make report"):
+        build(project)
+
+
+def test_refuses_a_missing_pdf(project):
+    (project / "_output" / "hw2-report.pdf").unlink()
+    with pytest.raises(SubmissionError, match="run `make report` first"):
+        build(project)
+
+
+def test_refuses_a_missing_contribution_statement(project):
+    (project / "report" / "authors.yml").write_text(AUTHORS.replace('"wrote Question 1"', '""'))
+    with pytest.raises(SubmissionError, match="no contribution written for Rita Teste.*10-point penalty"):
+        build(project)
+    (project / "report" / "authors.yml").unlink()
+    with pytest.raises(SubmissionError, match="authors.yml is missing"):
+        build(project)
+    assert not (project / "hw2-group7.zip").exists()
+
+
+def test_refuses_the_example_group(project):
+    (project / "report" / "authors.yml").write_text("example: true\n" + AUTHORS)
+    with pytest.raises(SubmissionError, match="still holds the example group"):
+        build(project)
