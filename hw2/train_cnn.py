@@ -99,15 +99,29 @@ class StackedCNN:
     NAMES = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
              "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias")
 
+    FC_WEIGHTS = ("fc1.weight", "fc2.weight", "fc3.weight")  # held transposed, (G, in, out), as bmm wants them
+
     def __init__(self, state_dicts: list[dict], no_maxpool: bool, dropout: float, device: str):
         self.G = len(state_dicts)
         self.no_maxpool = no_maxpool
         self.dropout = dropout
-        self.params = {name: torch.stack([sd[name] for sd in state_dicts]).to(device).requires_grad_()
-                       for name in self.NAMES}
+        self.params = {}
+        for name in self.NAMES:
+            stacked = torch.stack([sd[name] for sd in state_dicts])
+            if name in self.FC_WEIGHTS:
+                stacked = stacked.transpose(1, 2)
+            self.params[name] = stacked.contiguous().to(device).requires_grad_()
 
     def state_dicts(self) -> list[dict]:
-        return [{name: p[g].detach().cpu().clone() for name, p in self.params.items()} for g in range(self.G)]
+        """Each member as a `CNN` state dict."""
+        out = []
+        for g in range(self.G):
+            sd = {}
+            for name, p in self.params.items():
+                value = p[g].detach()
+                sd[name] = (value.t() if name in self.FC_WEIGHTS else value).contiguous().cpu().clone()
+            out.append(sd)
+        return out
 
     def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """x (B, 784) -> log-probabilities (G, B, 4)."""
@@ -121,22 +135,23 @@ class StackedCNN:
         if not self.no_maxpool:
             h = F.max_pool2d(h, 2, 2)
         h = h.reshape(B, G, 576).transpose(0, 1)  # (G, B, 576): member g's channels are contiguous
-        h = F.relu(torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"].transpose(1, 2)))
+        h = F.relu(torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"]))
         if train and self.dropout > 0:
             # nn.Dropout's draw on a (B, 320) tensor, shared by the members as in the separate runs.
             keep = 1.0 - self.dropout
             mask = torch.empty(B, 320, device=x.device).bernoulli_(keep).div_(keep)
             h = h * mask
-        h = F.relu(torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"].transpose(1, 2)))
-        logits = torch.baddbmm(p["fc3.bias"].unsqueeze(1), h, p["fc3.weight"].transpose(1, 2))
+        h = F.relu(torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"]))
+        logits = torch.baddbmm(p["fc3.bias"].unsqueeze(1), h, p["fc3.weight"])
         return F.log_softmax(logits, dim=-1)
 
     @torch.no_grad()
     def sgd_step(self, lrs: torch.Tensor, l2_decay: float) -> None:
         """p <- p - lr_g (grad + l2 p), each member with its own learning rate; no momentum (the skeleton's SGD)."""
         for p in self.params.values():
-            grad = p.grad if l2_decay == 0 else p.grad.add(p, alpha=l2_decay)
-            p.sub_(grad * lrs.view(-1, *([1] * (p.dim() - 1))))
+            if l2_decay:
+                p.grad.add_(p, alpha=l2_decay)
+            p.addcmul_(p.grad, lrs.view(-1, *([1] * (p.dim() - 1))), value=-1.0)  # in place: no temporaries
             p.grad = None
 
     @torch.no_grad()
@@ -155,6 +170,22 @@ def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 # --- training ------------------------------------------------------------------------------------------------
+
+def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, batch_size: int,
+                l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch") -> torch.Tensor:
+    """One shuffled pass of SGD in batches of `batch_size`; returns the batch losses (steps, G), on the device."""
+    perm = loader_permutation(len(X)).to(X.device)
+    X, y = X[perm], y[perm]  # one gather per epoch; batches are then contiguous slices
+    steps = math.ceil(len(X) / batch_size)
+    losses = torch.empty(steps, model.G, device=X.device)
+    for step in tqdm(range(steps), desc=desc, leave=False, disable=not progress, mininterval=1):
+        xb, yb = X[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
+        loss = member_loss(model.forward(xb, train=True), yb)
+        loss.sum().backward()
+        model.sgd_step(lrs, l2_decay)
+        losses[step] = loss.detach()
+    return losses
+
 
 @dataclass
 class Data:
@@ -201,23 +232,15 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: Data, 
 
     model = StackedCNN(model_states, first.no_maxpool, first.dropout, device)
     lrs = torch.tensor([c.lr for c in configs], device=device)
-    n, bs = len(data.train_X), first.batch_size
-    steps = math.ceil(n / bs)
+    bs = first.batch_size
+    steps = math.ceil(len(data.train_X) / bs)
     diverged: dict[int, int] = {}  # member -> epoch at which its loss became NaN/inf
     epoch_bar = tqdm(range(start_epoch + 1, first.epochs + 1), desc="epochs", disable=not progress,
                      initial=start_epoch, total=first.epochs)
     for epoch in epoch_bar:
         start = time.time()
-        perm = loader_permutation(n).to(device)
-        X, y = data.train_X[perm], data.train_y[perm]
-        losses = torch.empty(steps, model.G, device=device)
-        for step in tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1):
-            xb, yb = X[step * bs:(step + 1) * bs], y[step * bs:(step + 1) * bs]
-            loss = member_loss(model.forward(xb, train=True), yb)
-            loss.sum().backward()
-            model.sgd_step(lrs, first.l2_decay)
-            losses[step] = loss.detach()
-        losses = losses.double().cpu()
+        losses = train_epoch(model, data.train_X, data.train_y, lrs, bs, first.l2_decay,
+                             progress=progress, desc=f"epoch {epoch}").double().cpu()
         valid = model.accuracy(data.dev_X, data.dev_y)
         seconds = time.time() - start
         for g, run in enumerate(runs):
