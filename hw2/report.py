@@ -499,3 +499,186 @@ class Q1Results:
                              "How": kinds.get(c["kind"], c["kind"]),
                              "Speed-up at longest L": f"{c['ratio_at_longest']:.2f}×"})
         return table(pd.DataFrame(rows), label, text, [self.run])
+
+
+# --- Question 3: the speech recogniser ----------------------------------------------------------------------
+
+Q3_EXPERIMENT = "q3_asr"
+DECODER_NAMES = {"rnn": "LSTM decoder", "transformer": "Transformer decoder"}
+SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
+                "damerau_levenshtein": "damerau-levenshtein_similarity"}
+SIMILARITY_LABELS = {"jaccard": "Jaccard", "cosine": "Cosine", "damerau_levenshtein": "Damerau–Levenshtein"}
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and value is not None else float("nan")
+
+
+@dataclass
+class Q3Decoder:
+    """The runs of one decoder (one per seed)."""
+
+    name: str
+    runs: list[LoadedRun]
+
+    @property
+    def label(self) -> str:
+        return DECODER_NAMES.get(self.name, self.name)
+
+    def test_values(self, metric: str) -> list[float]:
+        key = "test_loss" if metric == "loss" else f"test_{SIMILARITIES[metric]}"
+        return [_number(r.summary.get(key)) for r in self.runs]
+
+    def test(self, metric: str) -> float:
+        values = [v for v in self.test_values(metric) if v == v]
+        return statistics.mean(values) if values else float("nan")
+
+    def summary(self, key: str):
+        return self.runs[0].summary[key]
+
+    @property
+    def n_train(self) -> int:
+        return int(self.summary("n_train"))
+
+    @property
+    def n_val(self) -> int:
+        return int(self.summary("n_validation"))
+
+    @property
+    def n_test(self) -> int:
+        return int(self.summary("n_test"))
+
+    @property
+    def epochs(self) -> int:
+        return int(self.runs[0].config["config"]["epochs"])
+
+
+class Q3Results:
+    """Both decoders' runs of a profile (the notebook's cells (a) and (b))."""
+
+    def __init__(self, profile: str):
+        self.runs = require_runs(Q3_EXPERIMENT, profile, "runs-q3")
+        by_decoder: dict[str, list[LoadedRun]] = {}
+        for run in self.runs:
+            by_decoder.setdefault(run.config["config"]["decoder"], []).append(run)
+        missing = [d for d in DECODER_NAMES if d not in by_decoder]
+        if missing:
+            raise RunError(f"Q3 runs missing for profile {profile!r} (decoder {', '.join(missing)}): "
+                           f"run `PROFILE={profile} make runs-q3`")
+        self.decoders = {d: Q3Decoder(d, sorted(by_decoder[d], key=lambda r: seed_of(r) or 0)) for d in DECODER_NAMES}
+
+    def decoder(self, name: str) -> Q3Decoder:
+        return self.decoders[name]
+
+    def _panels(self, columns: dict[str, str], ylabel: str, label: str, text: str):
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.7), sharey=True)
+        for ax, dec in zip(axes, self.decoders.values()):
+            for column, name in columns.items():
+                curves = np.array([r.history[column].to_numpy(dtype=float) for r in dec.runs])
+                epochs = dec.runs[0].history["epoch"].to_numpy()
+                mean = np.nanmean(curves, axis=0)
+                ax.plot(epochs, mean, marker="o", markersize=2.5, label=name)
+                if len(dec.runs) > 1:
+                    std = np.nanstd(curves, axis=0, ddof=1)
+                    ax.fill_between(epochs, mean - std, mean + std, alpha=0.2, linewidth=0)
+            ax.set_title(dec.label, fontsize=9)
+            ax.set_xlabel("Epoch")
+            ax.set_ylabel(ylabel if ax is axes[0] else " ")
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        return figure(fig, label, text, self.runs, width="100%")
+
+    def loss_figure(self, label: str, text: str):
+        return self._panels({"train_loss": "training", "val_loss": "validation"}, "Loss", label, text)
+
+    def similarity_figure(self, label: str, text: str):
+        return self._panels({f"val_{key}": SIMILARITY_LABELS[short] for short, key in SIMILARITIES.items()},
+                            "Validation similarity", label, text)
+
+    def test_table(self, label: str, text: str):
+        import pandas as pd
+
+        rows = []
+        for dec in self.decoders.values():
+            rows.append({"Decoder": dec.label, "Test loss": mean_std(dec.test_values("loss")),
+                         **{SIMILARITY_LABELS[m]: mean_std(dec.test_values(m)) for m in SIMILARITIES},
+                         "Parameters": f"{int(dec.summary('n_params')):,}"})
+        seeds = max(len(d.runs) for d in self.decoders.values())
+        return table(pd.DataFrame(rows), label,
+                     text + (f" Mean ± standard deviation over {seeds} seeds." if seeds > 1 else ""), self.runs)
+
+    def predictions(self, decoder: str):
+        import pandas as pd
+
+        return pd.read_csv(self.decoders[decoder].runs[0].file("test_predictions.csv"), keep_default_na=False)
+
+    def examples_table(self, label: str, text: str, n: int = 4, width: int = 60):
+        import pandas as pd
+
+        preds = {d: self.predictions(d) for d in self.decoders}
+        rows = []
+        for i in range(min(n, *(len(p) for p in preds.values()))):
+            row = {"Target": _markdown_text(_clip(preds["rnn"]["target"][i], width))}
+            for d, p in preds.items():
+                row[DECODER_NAMES[d].replace(" decoder", "")] = _markdown_text(_clip(p["prediction"][i], width))
+            rows.append(row)
+        return table(pd.DataFrame(rows), label, text, [d.runs[0] for d in self.decoders.values()])
+
+    def alignment_figure(self, label: str, text: str, clip: int = 0):
+        """Cross-attention (mean over heads) of one validation clip, for each decoder."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9))
+        used = []
+        for ax, dec in zip(axes, self.decoders.values()):
+            run = dec.runs[0]
+            used.append(run)
+            with np.load(run.file("attention.npz")) as z:
+                weights = z["weights"][clip].astype(np.float32).mean(axis=0)
+                n_tokens = len(str(z["texts"][clip])) + 2  # "<", the transcript, ">"
+                frames = int(z["encoder_frames"][clip])
+            ax.imshow(weights[:n_tokens, :frames], aspect="auto", origin="lower", cmap="viridis",
+                      interpolation="nearest")
+            ax.set_title(dec.label, fontsize=9)
+            ax.set_xlabel("Encoder frame")
+            ax.set_ylabel("Output token" if ax is axes[0] else " ")
+        fig.tight_layout()
+        return figure(fig, label, text, used, width="100%")
+
+    def compare(self, metric: str) -> str:
+        """'lower (1.1604 against 1.1828)': the Transformer decoder's test value against the LSTM's."""
+        t, r = self.decoder("transformer").test(metric), self.decoder("rnn").test(metric)
+        word = "equal" if fmt(t) == fmt(r) else ("lower" if t < r else "higher")
+        return f"{word} ({fmt(t)} against {fmt(r)})"
+
+    def frames_note(self) -> str:
+        """What this profile does with the 2,754 padded frames (cropping is a result-changing option)."""
+        frames = {r.config["config"].get("audio_frames") for r in self.runs}
+        if frames <= {None, 2754}:
+            return "all of them kept, as in the skeleton"
+        return (f"this profile crops them to {', '.join(f'{f:,}' for f in sorted(f for f in frames if f))}, "
+                f"which changes results; the full profile keeps all 2,754")
+
+    def ordering_sentence(self) -> str:
+        """The observed order of the three test similarities for each decoder."""
+        parts = []
+        for dec in self.decoders.values():
+            ranked = sorted(SIMILARITIES, key=lambda m: -dec.test(m))
+            parts.append(f"{dec.label}: " + " > ".join(f"{SIMILARITY_LABELS[m]} {fmt(dec.test(m))}" for m in ranked))
+        return "; ".join(parts)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text).strip("<>")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _markdown_text(text: str) -> str:
+    """Transcript text safe inside a Markdown table cell."""
+    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|@$~^" else c for c in text) or " "
