@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext
-JOBS ?= 1
+JOBS ?= 2
 
 .PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 report submission bench-q2 bench-q3 clean
 

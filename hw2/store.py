@@ -1,7 +1,7 @@
 """The run store: one folder per run under `results/<experiment>/<name>/`.
 
 A run's name is a readable slug plus a key hashed from its config, profile, data source and the `hw2`
-sources that ran it, so a finished run is never redone and a code change never reuses a stale result.
+sources that ran it (the experiment's module and what it imports), so a finished run is never redone and a code change never reuses a stale result.
 
 Life of a run (`store.execute`):
   1. take an exclusive lock on the run (a second process asking for the same run waits, then reuses it);
@@ -13,10 +13,12 @@ Files written by a notebook run: config.json, history.csv, summary.json, env.jso
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -27,13 +29,16 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Modules that only read runs or render the report: editing them must not invalidate experiments.
-NOT_EXPERIMENT_CODE = {"render.py", "report.py", "submission.py", "__main__.py", "runs.py"}
+# The module that runs each experiment: a run's code hash covers it and the hw2 modules it imports.
+EXPERIMENT_MODULES = {"q1_attention": "hw2.bench_attention", "q2_cnn": "hw2.train_cnn", "q3_asr": "hw2.train_asr"}
+# Modules that only read runs, render the report or map profiles to configs (whose effect on a run is
+# its config, which is keyed): editing them must not invalidate experiments.
+NOT_EXPERIMENT_CODE = {"render.py", "report.py", "submission.py", "__main__.py", "runs.py", "profiles.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 
@@ -45,21 +50,54 @@ def results_dir() -> Path:
     return Path(os.environ.get("HW2_RESULTS_DIR", "results"))
 
 
-_source_hash: str | None = None
+def _module_file(name: str) -> Path | None:
+    """hw2.a.b -> hw2/a/b.py (or hw2/a/b/__init__.py); None outside the package."""
+    parts = name.split(".")
+    if parts[0] != "hw2":
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
-def source_hash() -> str:
-    """sha256 over the experiment code of the `hw2` package (every .py but the report-side modules)."""
-    global _source_hash
-    if _source_hash is None:
-        h = hashlib.sha256()
-        for path in sorted(PACKAGE_DIR.rglob("*.py")):
-            rel = path.relative_to(PACKAGE_DIR).as_posix()
-            if rel in NOT_EXPERIMENT_CODE:
-                continue
-            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        _source_hash = h.hexdigest()
-    return _source_hash
+def _hw2_imports(path: Path) -> set[Path]:
+    """The files of the hw2 modules that `path` imports anywhere (also inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        found |= {f for f in map(_module_file, names) if f is not None}
+    return found
+
+
+def code_files(experiment: str) -> set[Path]:
+    """The experiment's module and every hw2 module it reaches through imports (the whole package for an
+    experiment without a registered module), less the report-side modules."""
+    if experiment not in EXPERIMENT_MODULES:
+        return {p for p in PACKAGE_DIR.rglob("*.py") if p.name not in NOT_EXPERIMENT_CODE}
+    todo, files = [_module_file(EXPERIMENT_MODULES[experiment])], set()
+    while todo:
+        path = todo.pop()
+        if path is None or path in files or path.name in NOT_EXPERIMENT_CODE:
+            continue
+        files.add(path)
+        todo += _hw2_imports(path)
+    return files
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(experiment: str) -> str:
+    """sha256 over `code_files(experiment)`: part of every run key, so a code change makes new runs."""
+    h = hashlib.sha256()
+    for path in sorted(code_files(experiment)):
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -87,7 +125,11 @@ class RunSpec:
     profile: str
     data_source: str
     slug: str = ""
-    code: str = field(default_factory=source_hash)
+    code: str = ""  # filled with code_hash(experiment)
+
+    def __post_init__(self):
+        if not self.code:
+            object.__setattr__(self, "code", code_hash(self.experiment))
 
     @staticmethod
     def create(experiment: str, config: Any, profile: str, data_source: str, slug: str = "") -> "RunSpec":
@@ -403,7 +445,7 @@ def list_runs(experiment: str, profile: str | None = None, current_code: bool = 
         run = load(path)
         if profile and run.summary["profile"] != profile:
             continue
-        if current_code and run.summary["code"] != source_hash():
+        if current_code and run.summary["code"] != code_hash(experiment):
             continue
         runs.append(run)
     return runs

@@ -35,6 +35,7 @@ from hw2.profiles import ConfigError, PROFILES, banner, data_dir, q2_config, q2_
 EXPERIMENT = "q2_cnn"
 NOTEBOOK = "analysis/q2_cnn.ipynb"
 EVAL_CHUNK = 4096
+PROGRESS_EVERY = 500  # steps between loss readings for the progress bar
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,16 @@ def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.
     X, y = X[perm], y[perm]  # one gather per epoch; batches are then contiguous slices
     steps = math.ceil(len(X) / batch_size)
     losses = torch.empty(steps, model.G, device=X.device)
-    for step in tqdm(range(steps), desc=desc, leave=False, disable=not progress, mininterval=1):
+    bar = tqdm(range(steps), desc=desc, leave=False, disable=not progress, mininterval=1)
+    for step in bar:
         xb, yb = X[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
         loss = member_loss(model.forward(xb, train=True), yb)
         loss.sum().backward()
         model.sgd_step(lrs, l2_decay)
         losses[step] = loss.detach()
+        if progress and step % PROGRESS_EVERY == PROGRESS_EVERY - 1:  # a host sync, but a rare one
+            recent = losses[step + 1 - PROGRESS_EVERY:step + 1].mean(0).tolist()
+            bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in recent), refresh=False)
     return losses
 
 
@@ -256,7 +261,7 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: Data, 
             if g in diverged:
                 print(f"[hw2] {run.spec.name}: training loss became {epoch_mean} at epoch {epoch}; "
                       f"marked diverged, the sweep goes on", flush=True)
-        epoch_bar.set_postfix({f"lr={c.lr:g}": f"{run.history[-1]['train_loss_cumulative']:.4f}"
+        epoch_bar.set_postfix({f"loss@lr{c.lr:g}": f"{run.history[-1]['train_loss_cumulative']:.4f}"
                                for c, run in zip(configs, runs)})
         rng = {"rng": torch.get_rng_state(),
                "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}

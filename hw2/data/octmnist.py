@@ -1,0 +1,260 @@
+"""OCTMNIST (28x28 retinal OCT scans, 4 classes): the real file through medmnist, or a generated stand-in.
+
+`prepare()` finds `octmnist.npz` in the data folder; where it is missing it downloads it (short timeout,
+so an offline machine does not hang; HW2_OFFLINE=1 skips the attempt) or, failing that, generates the stand-in: a file of the same keys,
+shapes, dtypes, split sizes and class counts whose images are drawn as retina-like layered bands with
+class-specific lesions, speckle and nuisance geometry. A sidecar `octmnist.standin.json` marks it.
+
+`load()` preprocesses exactly as the skeleton's `utils.load_oct_data`: flatten, divide by 256, and by
+default keep the 529-image class-ordered test subsample (the first 182/55/42/250 of classes 0..3).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FILE = "octmnist.npz"
+STANDIN_MARKER = "octmnist.standin.json"
+CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
+SPLITS = ("train", "val", "test")
+# Class counts of the real OCTMNIST splits; the stand-in copies them.
+CLASS_COUNTS = {
+    "train": (33_484, 10_213, 7_754, 46_026),  # 97,477
+    "val": (3_721, 1_135, 862, 5_114),  # 10,832
+    "test": (250, 250, 250, 250),  # 1,000
+}
+# The skeleton keeps the first n of each class of the test split (inherited from HW1's utils.py).
+TEST_SUBSAMPLE = (182, 55, 42, 250)
+STANDIN_VERSION = 1
+DOWNLOAD_TIMEOUT_S = 5.0
+
+
+class DataError(RuntimeError):
+    """Data that is missing or malformed, with what to do about it."""
+
+
+# --- finding, downloading or generating the file ------------------------------------------------------------
+
+def prepare(data_dir: Path, allow_download: bool = True, seed: int = 0) -> Path:
+    """Path to a usable `octmnist.npz` in `data_dir`, downloading or generating it if needed."""
+    data_dir = Path(data_dir)
+    path = data_dir / FILE
+    if path.exists():
+        validate(path)
+        return path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if allow_download and not os.environ.get("HW2_OFFLINE") and _download(path):
+        return path
+    print(f"[hw2] OCTMNIST is not available offline; generating the stand-in {path} (seed {seed})", flush=True)
+    write_standin(path, seed=seed)
+    return path
+
+
+def _download(path: Path) -> bool:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # medmnist's __init__ prints about torchvision
+            from medmnist.info import INFO
+    except ImportError:
+        return False
+    info = INFO["octmnist"]
+    tmp = path.with_suffix(".npz.download")
+    try:
+        with urllib.request.urlopen(info["url"], timeout=DOWNLOAD_TIMEOUT_S) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except (OSError, ValueError) as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"[hw2] could not download OCTMNIST ({exc.__class__.__name__}); using the stand-in", flush=True)
+        return False
+    if _md5(tmp) != info["MD5"]:
+        tmp.unlink(missing_ok=True)
+        print("[hw2] the downloaded OCTMNIST file failed its MD5 check; using the stand-in", file=sys.stderr)
+        return False
+    tmp.replace(path)
+    return True
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_source(path: Path) -> str:
+    """`real-<md5>` or `standin-<md5>`: part of every run key, shown on every table and figure."""
+    path = Path(path)
+    kind = "standin" if (path.parent / STANDIN_MARKER).exists() else "real"
+    return f"{kind}-{_md5(path)[:8]}"
+
+
+def validate(path: Path) -> None:
+    """Raise a DataError naming what is wrong if `path` is not an OCTMNIST-format npz."""
+    try:
+        with np.load(path) as npz:
+            keys = set(npz.files)
+            missing = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")} - keys
+            if missing:
+                raise DataError(f"{path} lacks {sorted(missing)}; expected medmnist's OCTMNIST (28x28) file. "
+                                f"Delete it to have hw2 download or generate a good one.")
+            for split in SPLITS:
+                images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+                if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+                    raise DataError(f"{path}: {split}_images is {images.dtype}{images.shape}, expected "
+                                    f"uint8 (N, 28, 28); hw2 uses the 28x28 OCTMNIST file")
+                if labels.shape != (len(images), 1):
+                    raise DataError(f"{path}: {split}_labels has shape {labels.shape}, expected "
+                                    f"({len(images)}, 1)")
+                if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+                    raise DataError(f"{path}: {split}_labels outside 0..{len(CLASSES) - 1}")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable npz file ({exc}); delete it and run again") from exc
+
+
+# --- the stand-in -------------------------------------------------------------------------------------------
+
+def write_standin(path: Path, seed: int = 0) -> None:
+    """Generate the stand-in file (deterministic from `seed`), atomically, with its marker."""
+    from hw2.store import atomic_write_json
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split in SPLITS:
+        labels = np.repeat(np.arange(len(CLASSES), dtype=np.uint8), CLASS_COUNTS[split])
+        labels = labels[rng.permutation(len(labels))]
+        arrays[f"{split}_images"] = render_scans(labels, rng)
+        arrays[f"{split}_labels"] = labels[:, None]
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    atomic_write_json(path.parent / STANDIN_MARKER, {"generator": "hw2.data.octmnist", "version": STANDIN_VERSION,
+                                                     "seed": seed, "classes": CLASSES})
+
+
+def render_scans(labels: np.ndarray, rng: np.random.Generator, size: int = 28, chunk: int = 8192) -> np.ndarray:
+    """uint8 images (N, size, size) of a retina cross-section whose lesions depend on the class."""
+    out = np.empty((len(labels), size, size), dtype=np.uint8)
+    for start in range(0, len(labels), chunk):
+        out[start:start + chunk] = _render_chunk(labels[start:start + chunk], rng, size)
+    return out
+
+
+def _bump(x, centre, width, amplitude):
+    return amplitude * np.exp(-0.5 * ((x - centre) / width) ** 2)
+
+
+def _at(profile: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The value of a per-column profile (n, 1, W) at per-image columns xs (n, 1, 1)."""
+    idx = np.clip(np.rint(xs), 0, profile.shape[2] - 1).astype(np.int64)
+    return np.take_along_axis(profile, idx, axis=2)
+
+
+def _render_chunk(labels: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    n = len(labels)
+    y = np.arange(size, dtype=np.float64)[None, :, None]  # (1, H, 1)
+    x = np.arange(size, dtype=np.float64)[None, None, :]  # (1, 1, W)
+
+    def u(lo, hi):  # one value per image, broadcastable against (n, H, W)
+        return rng.uniform(lo, hi, n)[:, None, None]
+
+    cnv, dme, drusen = ((labels == c).astype(np.float64)[:, None, None] for c in range(3))
+    # Severity near 0 makes a diseased scan look almost normal: the classes overlap, as real scans do.
+    severity = rng.beta(2.0, 1.6, n)[:, None, None]
+
+    # Nuisance geometry shared by all classes: tilt, curvature, height, foveal pit position and depth.
+    surface = (u(8, 14) + u(-0.2, 0.2) * (x - 14) + u(0.0, 0.02) * (x - 14) ** 2
+               + _bump(x, u(9, 19), u(2.0, 3.5), u(1.0, 3.0)))
+    thickness = u(7.0, 10.0) + dme * severity * u(0.5, 3.0)  # oedema thickens the retina
+
+    # Retinal pigment epithelium (RPE): lifted by a dome in CNV, by small bumps (drusen) in DRUSEN.
+    rpe = surface + thickness
+    cnv_x = u(6, 22)
+    rpe = rpe - cnv * _bump(x, cnv_x, u(1.8, 3.5), severity * u(1.5, 4.5))
+    n_drusen = rng.integers(2, 5, n)[:, None, None]
+    for i in range(4):
+        rpe = rpe - drusen * (i < n_drusen) * _bump(x, u(3, 25), u(0.7, 1.3), severity * u(0.8, 2.0))
+
+    depth = y - surface  # depth below the inner limiting membrane
+
+    def band(d, w):
+        return np.exp(-0.5 * (d / w) ** 2)
+
+    img = (0.75 * band(depth, 0.7)  # inner limiting membrane / nerve fibre layer
+           + 0.35 * band(depth - 0.35 * thickness, 1.2)  # plexiform layers
+           + 0.20 * band(depth - 0.65 * thickness, 1.0)
+           + 1.00 * band(y - rpe, 0.9)  # RPE: the brightest line
+           + 0.45 * np.clip(1 - (y - rpe - 1.5) / 6, 0, 1) * (y > rpe + 1.0))  # choroid, fading
+    img += 0.12 * ((depth > 0) & (y < rpe))  # faint retinal tissue between the lines
+
+    # CNV: a bright fibrovascular mass under the lifted RPE, with dark subretinal fluid above it.
+    cnv_y = _at(rpe, cnv_x)
+    img += cnv * severity * 0.6 * np.exp(-0.5 * (((x - cnv_x) / 2.2) ** 2 + ((y - cnv_y - 1.0) / 1.3) ** 2))
+    img -= cnv * severity * 0.35 * np.exp(-0.5 * (((x - cnv_x) / 2.5) ** 2 + ((y - cnv_y + 2.0) / 1.0) ** 2))
+
+    # DME: one to three dark intraretinal cysts.
+    n_cysts = rng.integers(1, 4, n)[:, None, None]
+    for i in range(3):
+        cyst_x = u(5, 23)
+        cyst_y = _at(surface, cyst_x) + thickness * u(0.3, 0.7)
+        r = u(0.9, 2.2)
+        cyst = np.exp(-0.5 * (((x - cyst_x) / (1.3 * r)) ** 2 + ((y - cyst_y) / r) ** 2))
+        img -= dme * (i < n_cysts) * severity * 0.9 * cyst * (img > 0.05)
+
+    # NORMAL scans have no lesion: their only cue is the absence of one.
+    img *= u(0.55, 1.05)  # global gain
+    img *= rng.gamma(6.0, 1 / 6.0, img.shape)  # multiplicative speckle
+    img += rng.normal(0.05, 0.06, img.shape)  # additive noise
+    return (np.clip(img, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+# --- loading as the skeleton does ---------------------------------------------------------------------------
+
+@dataclass
+class OctSplits:
+    """Float32 tensors as the skeleton's ClassificationDataset holds them: X (N, 784) in [0, 1), y long."""
+
+    train_X: "object"
+    train_y: "object"
+    dev_X: "object"
+    dev_y: "object"
+    test_X: "object"
+    test_y: "object"
+    test_full_X: "object"  # the whole test split (1,000 images), whatever eq_test_dist says
+    test_full_y: "object"
+
+
+def load(path: Path, eq_test_dist: bool = False, n_train: int | None = None, n_val: int | None = None,
+         subset_seed: int = 0) -> OctSplits:
+    """The skeleton's `load_oct_data()` (flatten, /256, 529-image test subsample unless `eq_test_dist`),
+    optionally on a seeded random subset of train/val (the quick and smoke profiles)."""
+    import torch
+
+    validate(path)
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}
+
+    def xy(split, n=None):
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"].squeeze(1)
+        if n is not None and n < len(images):
+            keep = np.sort(np.random.default_rng(subset_seed).permutation(len(images))[:n])
+            images, labels = images[keep], labels[keep]
+        X = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 256.0)
+        return X, torch.from_numpy(labels.astype(np.int64))
+
+    train_X, train_y = xy("train", n_train)
+    dev_X, dev_y = xy("val", n_val)
+    test_full_X, test_full_y = test_X, test_y = xy("test")
+    if not eq_test_dist:
+        keep = np.concatenate([np.flatnonzero(test_y.numpy() == c)[:n] for c, n in enumerate(TEST_SUBSAMPLE)])
+        test_X, test_y = test_X[keep], test_y[keep]
+    return OctSplits(train_X, train_y, dev_X, dev_y, test_X, test_y, test_full_X, test_full_y)
