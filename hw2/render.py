@@ -40,8 +40,8 @@ SHORTCODE_RE = re.compile(r"\{\{<\s*([\w-]+)")
 FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
 INLINE_RE = re.compile(r"`\{(\w+)\}\s+([^`]+?)`")
 OPTION_RE = re.compile(r"^#\|\s?(.*)$")
-REF_RE = re.compile(r"(?<![\w@])@((?:fig|tbl|eq|sec)-[\w-]*\w)")
-CITE_RE = re.compile(r"(?<![\w@`])@(\w[\w:.#$%&+?<>~/-]*\w|\w)")
+REF_RE = re.compile(r"(?<![\w@\\])@((?:fig|tbl|eq|sec)-[\w-]*\w)")
+CITE_RE = re.compile(r"(?<![\w@`\\])@(\w[\w:.#$%&+?<>~/-]*\w|\w)")
 LABEL_RE = re.compile(r"\{#((?:fig|tbl|eq|sec)-[\w-]*\w)")
 
 

@@ -92,7 +92,7 @@ def test_unresolved_references_and_citations_name_the_line(tmp_path):
     with pytest.raises(RenderError, match=r"^d.qmd:3: unresolved cross-reference @fig-b"):
         check_references(lines, markdown, set(), tmp_path)
     check_references(lines, markdown + "![x](x.png){#fig-b}\n", set(), tmp_path)
-    write(tmp_path, {"e.qmd": "Mail me@example.org; cite @known and `@code`.\n\nCite @unknown.\n"})
+    write(tmp_path, {"e.qmd": "Mail me@example.org; cite @known, `@code` and \\@literal.\n\nCite @unknown.\n"})
     _, lines = read_document(tmp_path / "e.qmd", tmp_path)
     with pytest.raises(RenderError, match=r"^e.qmd:3: unresolved citation @unknown"):
         check_references(lines, "", {"known"}, tmp_path)
