@@ -55,4 +55,4 @@ bench-q3: setup
 	$(PY) bench/q3_asr.py
 
 clean:
-	rm -rf _output .quarto hw2-group*.zip
+	rm -rf _output .quarto .hw2_cache hw2-group*.zip report/_figures

@@ -254,19 +254,28 @@ def _cell(start: Line, body: list[Line], root: Path) -> Cell:
     return Cell(code, options, start)
 
 
-def inline_expressions(blocks: list) -> list:
-    """Blocks with every Markdown run's inline expressions listed after it, in document order."""
+def inline_expressions(blocks: list, root: Path | None = None) -> list:
+    """Blocks, each Markdown run followed by the list of its inline expressions (evaluated together, in
+    document order, right after the cells before them). A syntax error names its line."""
     out: list = []
     for block in blocks:
         out.append(block)
         if isinstance(block, Markdown):
-            in_fence = False
+            group, in_fence = [], False
             for line in block.lines:
                 if FENCE_RE.match(line.text):
                     in_fence = not in_fence
                     continue
                 if not in_fence:
-                    out.extend(Inline(expr.strip(), line) for _, expr in INLINE_RE.findall(line.text))
+                    group.extend(Inline(expr.strip(), line) for _, expr in INLINE_RE.findall(line.text))
+            for item in group:
+                try:
+                    compile(item.expr, "<inline>", "eval")
+                except SyntaxError as exc:
+                    raise RenderError(f"{item.line.where(root or Path.cwd())}: inline expression `{item.expr}` is "
+                                      f"not a Python expression ({exc.msg})") from None
+            if group:
+                out.append(group)
     return out
 
 
@@ -278,12 +287,22 @@ import matplotlib.pyplot as __hw2_plt
 from matplotlib_inline.backend_inline import set_matplotlib_formats as __hw2_formats
 __hw2_formats("png", dpi={dpi})
 __hw2_plt.rcParams["figure.figsize"] = ({width}, {height})
-def __hw2_inline(value):
-    print(value._repr_markdown_() if hasattr(value, "_repr_markdown_") else value, end="")
+def __hw2_inline(thunks):
+    import json, traceback
+    values = []
+    for i, thunk in enumerate(thunks):
+        try:
+            value = thunk()
+        except Exception as exc:
+            print(json.dumps({{"error": i, "ename": type(exc).__name__, "evalue": str(exc),
+                              "traceback": traceback.format_exc()}}))
+            return
+        values.append(value._repr_markdown_() if hasattr(value, "_repr_markdown_") else str(value))
+    print(json.dumps({{"values": values}}))
 """
 
 
-def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -> None:
+def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -> list[tuple[float, str]]:
     """Run every cell and inline expression in one kernel (cwd = the document's folder); errors name the line."""
     import nbformat
     from nbclient import NotebookClient
@@ -294,8 +313,9 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
     for item in items:
         if isinstance(item, Cell):
             nb.cells.append(nbformat.v4.new_code_cell(item.code))
-        elif isinstance(item, Inline):
-            nb.cells.append(nbformat.v4.new_code_cell(f"__hw2_inline(({item.expr}))"))
+        elif isinstance(item, list):
+            thunks = ", ".join(f"lambda: ({i.expr}\n)" for i in item)
+            nb.cells.append(nbformat.v4.new_code_cell(f"__hw2_inline([{thunks}])"))
         else:
             continue
         owners.append(item)
@@ -308,14 +328,35 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
             trace = _strip_ansi("\n".join(error.get("traceback", [])))
             if owner is None:
                 raise RenderError(f"the renderer's kernel setup failed: {error['ename']}: {error['evalue']}\n{trace}")
-            what = (f"inline expression `{owner.expr}`" if isinstance(owner, Inline) else "the code cell")
-            where = owner.line if isinstance(owner, Inline) else owner.start
-            raise RenderError(f"{where.where(root)}: {what} raised {error['ename']}: {error['evalue']}\n{trace}")
+            where = owner.start if isinstance(owner, Cell) else owner[0].line
+            raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}\n{trace}")
+        if owner is None:
+            continue
         if isinstance(owner, Cell):
             owner.outputs = cell.get("outputs", [])
-        elif isinstance(owner, Inline):
-            owner.value = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                                  if o.get("output_type") == "stream" and o.get("name") == "stdout")
+            continue
+        stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        result = json.loads(stdout.strip().splitlines()[-1])
+        if "error" in result:
+            bad = owner[result["error"]]
+            raise RenderError(f"{bad.line.where(root)}: inline expression `{bad.expr}` raised {result['ename']}: "
+                              f"{result['evalue']}\n{result['traceback']}")
+        for inline, value in zip(owner, result["values"]):
+            inline.value = value
+    return sorted(((_seconds(cell), (owner.start if isinstance(owner, Cell) else owner[0].line).where(root))
+                   for cell, owner in zip(nb.cells, owners) if owner is not None), reverse=True)
+
+
+def _seconds(cell) -> float:
+    """How long the kernel took for a cell (nbclient records the timestamps)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = _dt.datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+        end = _dt.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return (end - start).total_seconds()
 
 
 def _strip_ansi(text: str) -> str:
@@ -328,8 +369,9 @@ def splice(items: list, figure_dir: Path, doc_dir: Path, root: Path, execute_opt
     """The Markdown pandoc reads: prose with inline values, and each cell's code and outputs."""
     values = {}
     for item in items:
-        if isinstance(item, Inline):
-            values.setdefault((item.line.file, item.line.number), []).append(item.value)
+        if isinstance(item, list):
+            for inline in item:
+                values.setdefault((inline.line.file, inline.line.number), []).append(inline.value)
     parts: list[str] = []
     figure_count = 0
     for item in items:
@@ -556,15 +598,17 @@ def render_document(project: Project, doc: Path, log=print) -> Path:
     meta, typst_opts, execute_opts = document_metadata(project, doc_meta, doc)
     parts = partials(project, typst_opts)
     blocks = parse(lines, root)
-    items = inline_expressions(blocks)
+    items = inline_expressions(blocks, root)
     fig = {"width": typst_opts.get("fig-width", 5.5), "height": typst_opts.get("fig-height", 3.5),
            "dpi": typst_opts.get("fig-dpi", 200)}
     figure_dir = doc.parent / f"{doc.stem}_files" / "figure-typst"
     shutil.rmtree(figure_dir.parent, ignore_errors=True)
     n_cells = sum(isinstance(i, Cell) for i in items)
-    execute(items, doc.parent, root, fig)
-    log(f"[hw2 render] executed {n_cells} cells and {len(items) - len(blocks)} inline expressions "
-        f"of {_rel(doc, root)} in {time.time() - start:.1f} s")
+    slowest = execute(items, doc.parent, root, fig)
+    n_inline = sum(len(i) for i in items if isinstance(i, list))
+    log(f"[hw2 render] executed {n_cells} cells and {n_inline} inline expressions "
+        f"of {_rel(doc, root)} in {time.time() - start:.1f} s (slowest: "
+        + ", ".join(f"{where} {seconds:.1f} s" for seconds, where in slowest[:3]) + ")")
     markdown = splice(items, figure_dir, doc.parent, root, execute_opts)
     check_references(lines, markdown, bibliography_keys(meta.get("bibliography")), root)
     typ = doc.with_suffix(".typ")

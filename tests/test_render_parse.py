@@ -64,7 +64,7 @@ def test_include_splices_lines_with_their_origin(tmp_path):
     assert origin["Deep `{python} 1 + 1`."] == ("_b.qmd", 1)
     assert origin["End"] == ("index.qmd", 9)
     items = inline_expressions(parse(lines, tmp_path))
-    assert [i.expr for i in items if hasattr(i, "expr")] == ["1 + 1"]
+    assert [i.expr for group in items if isinstance(group, list) for i in group] == ["1 + 1"]
 
 
 def test_include_errors(tmp_path):
@@ -77,6 +77,12 @@ def test_include_errors(tmp_path):
         read_document(tmp_path / "c.qmd", tmp_path)
     with pytest.raises(RenderError, match="e.qmd:1: an included file cannot have front matter"):
         read_document(tmp_path / "d.qmd", tmp_path)
+
+
+def test_inline_syntax_error_names_the_line(tmp_path):
+    blocks = blocks_of(tmp_path, "Fine `{python} 1`.\n\nBroken `{python} 1 +`.\n")
+    with pytest.raises(RenderError, match=r"^doc.qmd:3: inline expression `1 \+` is not a Python expression"):
+        inline_expressions(blocks, tmp_path)
 
 
 def test_code_blocks_are_not_checked_or_executed(tmp_path):
