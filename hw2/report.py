@@ -147,7 +147,7 @@ def figure(fig, label: str, text: str, runs: Iterable[LoadedRun] | str, width: s
             raise ValueError(f"figure {label}: every plot needs axis labels (set_xlabel / set_ylabel)")
     FIGURE_DIR.mkdir(exist_ok=True)
     path = FIGURE_DIR / f"{label}.png"
-    fig.savefig(path, dpi=200, bbox_inches="tight")
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return Markdown(f"![{caption(text, runs)}]({path.as_posix()}){{#{label} width={width}}}\n")
 
