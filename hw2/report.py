@@ -113,6 +113,12 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def versus(a: float, b: float, digits: int = 4) -> str:
+    """'higher (0.8312 against 0.8176)': how `a` compares with `b`, with both values."""
+    word = "equal" if fmt(a, digits) == fmt(b, digits) else ("lower" if a < b else "higher")
+    return f"{word} ({fmt(a, digits)} against {fmt(b, digits)})"
+
+
 def mean_std(values: Iterable[float], digits: int = 4) -> str:
     """'0.8123' for one value, '0.8123 ± 0.0040' (sample std) for several."""
     values = [v for v in values if v is not None]
@@ -309,6 +315,17 @@ class Q2Results:
     @property
     def epochs(self) -> int:
         return int(self.configs[0].runs[0].config["config"]["epochs"])
+
+    def pooling_note(self) -> str:
+        """Whether these runs show pooling's expected advantage at the chosen learning rate, and if not, say so."""
+        pooled, strided = self.best(False), self.at(True, self.best(False).lr)
+        better = [pooled.mean(k) > strided.mean(k) for k in ("final_valid_acc", "test_acc")]
+        if all(better):
+            return "as expected, pooling is ahead on both"
+        run = pooled.runs[0]
+        return (f"so the expected advantage of pooling does not show on every split of these runs (profile "
+                f"{self.profile}, {int(run.summary['n_train']):,} training images, {self.epochs} epochs, "
+                f"{self.seeds} seed{'s' if self.seeds > 1 else ''}), and the gap should not be read as significant")
 
     def config_value(self, key: str):
         return self.configs[0].runs[0].config["config"][key]
@@ -678,9 +695,7 @@ class Q3Results:
 
     def compare(self, metric: str) -> str:
         """'lower (1.1604 against 1.1828)': the Transformer decoder's test value against the LSTM's."""
-        t, r = self.decoder("transformer").test(metric), self.decoder("rnn").test(metric)
-        word = "equal" if fmt(t) == fmt(r) else ("lower" if t < r else "higher")
-        return f"{word} ({fmt(t)} against {fmt(r)})"
+        return versus(self.decoder("transformer").test(metric), self.decoder("rnn").test(metric))
 
     def frames_note(self) -> str:
         """What this profile does with the 2,754 padded frames (cropping is a result-changing option)."""
