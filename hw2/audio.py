@@ -66,6 +66,16 @@ def n_valid_frames(n_samples: int | torch.Tensor) -> int | torch.Tensor:
     return 1 + n_samples // HOP
 
 
+def pad_waveforms(waveforms: list[np.ndarray | torch.Tensor], device: torch.device | str | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A right-padded float32 batch (B, longest) and the lengths (B,) for `log_mel(batch, lengths)`."""
+    lengths = torch.tensor([len(w) for w in waveforms], dtype=torch.long)
+    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float32)
+    for row, wave in zip(batch, waveforms):
+        row[: len(wave)] = torch.as_tensor(wave)
+    return batch.to(device), lengths.to(device)
+
+
 def log_mel(
     waveforms: torch.Tensor | np.ndarray,
     lengths: torch.Tensor | np.ndarray | list[int] | None = None,

@@ -43,10 +43,10 @@ def test_batched_features_equal_each_clip_computed_alone():
     rng = np.random.default_rng(0)
     lengths = [55125, 30001, 201, 12345]  # 201 is the shortest clip reflect padding allows
     clips = [full[:n] * float(rng.uniform(0.2, 1.5)) for n in lengths]
-    batch = torch.zeros(len(clips), max(lengths))
-    for row, clip in zip(batch, clips):
-        row[: len(clip)] = clip
-    feats = log_mel(batch, lengths=torch.tensor(lengths))
+    batch, lens = audio.pad_waveforms(clips)
+    assert batch.shape == (4, 55125) and lens.tolist() == lengths
+    assert (batch[1, 30001:] == 0).all() and torch.equal(batch[1, :30001], clips[1])
+    feats = log_mel(batch, lengths=lens)
     assert feats.shape == (4, 80, 2754)
     for k, clip in enumerate(clips):
         alone = log_mel(clip)
