@@ -1,6 +1,6 @@
 """Question 3 data throughput: stand-in generation (clips/s) and log-mel features per clip vs batched.
 
-    python bench/q3_data.py [--clips 120] [--device auto]
+    python bench/q3_data.py [--clips 120] [--device auto] [--threads N]
 
 Generates a fresh stand-in corpus of --clips clips in a temporary folder with 1 and with 2 espeak-ng workers,
 then computes the skeleton's features for its clips one at a time (as a data loader would) and in padded
@@ -28,8 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=120)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     speeds = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +68,7 @@ def main() -> None:
         run()
         _sync(device)
         rates[name] = len(clips) / (time.perf_counter() - start)
-    print(f"log-mel features (80 x 2754) on {len(clips)} clips:")
+    print(f"log-mel features (80 x 2754) on {len(clips)} clips, {torch.get_num_threads()} CPU thread(s):")
     base = rates["per clip (CPU)"]
     for name, rate in rates.items():
         print(f"  {name:22s} {rate:8.1f} clips/s  ({rate / base:.2f}x per clip)")
