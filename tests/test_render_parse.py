@@ -113,3 +113,19 @@ def test_project_reads_render_list_and_output_dir(tmp_path):
     write(tmp_path, {"_quarto.yml": "project:\n  render:\n    - nope.qmd\n"})
     with pytest.raises(RenderError, match="nope.qmd, which does not exist"):
         load_project(tmp_path)
+
+
+def test_render_uses_quarto_when_on_path_and_copies_the_pdf(tmp_path, monkeypatch, capsys):
+    from hw2.render import main
+
+    write(tmp_path, {"_quarto.yml": "project:\n  output-dir: _output\n  render: [report/index.qmd]\n"
+                                    "format:\n  typst:\n    output-file: hw2-report.pdf\n",
+                     "report/index.qmd": "# A\n",
+                     # a stand-in for the Quarto CLI: writes the PDF where Quarto puts it
+                     "bin/quarto": "#!/bin/sh\nmkdir -p _output/report && echo '%PDF-quarto' > _output/report/hw2-report.pdf\n"})
+    (tmp_path / "bin/quarto").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    assert main(str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "renderer: Quarto (quarto render)" in out and "PDF: _output/hw2-report.pdf" in out
+    assert (tmp_path / "_output/hw2-report.pdf").read_text() == "%PDF-quarto\n"
