@@ -33,6 +33,9 @@ EXECUTE_OPTIONS = {"echo", "output", "warning"}
 TYPST_OPTIONS = {"toc", "toc-depth", "toc-title", "number-sections", "keep-typ", "output-file", "papersize",
                  "fig-format", "fig-width", "fig-height", "fig-dpi", "template-partials"}
 PARTIALS = {"typst-template.typ", "typst-show.typ"}
+# Document metadata the renderer understands (in _quarto.yml or front matter); anything else is refused.
+METADATA = {"project", "title", "subtitle", "author", "authors", "date", "format", "execute", "bibliography",
+            "lang", "jupyter", "engine"}
 XREF_KINDS = ("fig", "tbl", "eq", "sec")
 
 INCLUDE_RE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}\s*$")
@@ -479,6 +482,13 @@ def bibliography_keys(path: Path | None) -> set[str]:
 def document_metadata(project: Project, doc_meta: dict, doc: Path) -> tuple[dict, dict, dict]:
     """(pandoc metadata for the title block, typst format options, execute options), checked."""
     config = {k: v for k, v in project.config.items() if k not in ("project",)}
+    for where, meta in (("_quarto.yml", config), (_rel(doc, project.root), doc_meta)):
+        unknown = set(meta) - METADATA
+        if unknown:
+            raise RenderError(f"{where}: {', '.join(sorted(unknown))} not supported by hw2's renderer "
+                              f"(supported: {', '.join(sorted(METADATA - {'project'}))})")
+        if meta.get("jupyter", "python3") != "python3" or meta.get("engine", "jupyter") != "jupyter":
+            raise RenderError(f"{where}: only the Jupyter engine with the python3 kernel is supported")
     merged = {**config, **doc_meta}
     formats = merged.pop("format", {}) or {}
     if isinstance(formats, str):

@@ -1,4 +1,5 @@
 """The renderer's reading of the Quarto subset: cell options, includes, and the errors that name file:line."""
+import re
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,19 @@ def test_render_uses_quarto_when_on_path_and_copies_the_pdf(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "renderer: Quarto (quarto render)" in out and "PDF: _output/hw2-report.pdf" in out
     assert (tmp_path / "_output/hw2-report.pdf").read_text() == "%PDF-quarto\n"
+
+
+@pytest.mark.parametrize("config, words", [
+    ("format: html\n", "format html is not supported"),
+    ("format:\n  typst:\n    columns: 2\n", "typst option(s) columns are not supported"),
+    ("execute:\n  freeze: auto\n", "execute option(s) freeze are not supported"),
+    ("filters: [foo.lua]\n", "_quarto.yml: filters not supported"),
+    ("engine: knitr\n", "only the Jupyter engine"),
+])
+def test_unsupported_project_options_are_refused(tmp_path, config, words):
+    from hw2.render import document_metadata
+
+    write(tmp_path, {"_quarto.yml": "project:\n  render: [index.qmd]\n" + config, "index.qmd": "x\n"})
+    project = load_project(tmp_path)
+    with pytest.raises(RenderError, match=re.escape(words)):
+        document_metadata(project, {}, tmp_path / "index.qmd")
