@@ -153,7 +153,7 @@ def figure(fig, label: str, text: str, runs: Iterable[LoadedRun] | str, width: s
             raise ValueError(f"figure {label}: every plot needs axis labels (set_xlabel / set_ylabel)")
     FIGURE_DIR.mkdir(exist_ok=True)
     path = FIGURE_DIR / f"{label}.png"
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.savefig(path, dpi=150)  # laid out by the constrained layout: one drawing pass, not two
     plt.close(fig)
     return Markdown(f"![{caption(text, runs)}]({path.as_posix()}){{#{label} width={width}}}\n")
 
@@ -302,7 +302,8 @@ class Q2Results:
 
     def best(self, no_maxpool: bool) -> Q2Config:
         """The learning rate chosen on the validation data: the highest final validation accuracy."""
-        candidates = [c for c in self.variant(no_maxpool) if c.mean("final_valid_acc") == c.mean("final_valid_acc")]
+        candidates = [c for c in self.variant(no_maxpool)
+                      if c.mean("final_valid_acc") == c.mean("final_valid_acc")]  # not NaN (diverged)
         return max(candidates, key=lambda c: c.mean("final_valid_acc"))
 
     def at(self, no_maxpool: bool, lr: float) -> Q2Config:
@@ -359,7 +360,7 @@ class Q2Results:
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+        fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
         shown = []
         for nm, colour in ((False, "tab:blue"), (True, "tab:orange")):
             c = self.best(nm)
@@ -462,7 +463,8 @@ class Q1Results:
 
         column, ylabel = {"time": ("time_s", "Time per call (s)"),
                           "memory": ("peak_memory_bytes", "Peak memory (bytes)")}[quantity]
-        fig, axes = plt.subplots(1, len(self.dims), figsize=(3.1 * len(self.dims), 3.0), squeeze=False)
+        fig, axes = plt.subplots(1, len(self.dims), figsize=(3.1 * len(self.dims), 3.0), squeeze=False,
+                                 layout="constrained")
         for ax, dim in zip(axes[0], self.dims):
             for method in self.summary["methods"]:
                 rows = self.history[(self.history["method"] == method) & (self.history["dim"] == dim)]
@@ -484,7 +486,6 @@ class Q1Results:
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=6.5, frameon=False)
-        fig.tight_layout()
         return figure(fig, label, text, [self.run], width="100%")
 
     def error_figure(self, label: str, text: str):
@@ -492,7 +493,8 @@ class Q1Results:
         import matplotlib.pyplot as plt
 
         kinds = list(self.summary["error_study"]["kinds"])
-        fig, axes = plt.subplots(1, len(kinds), figsize=(2.2 * len(kinds) + 0.6, 2.8), squeeze=False, sharey=True)
+        fig, axes = plt.subplots(1, len(kinds), figsize=(2.2 * len(kinds) + 0.6, 2.8), squeeze=False,
+                                 sharey=True, layout="constrained")
         for ax, kind in zip(axes[0], kinds):
             for order in self.summary["error_study"]["orders"]:
                 rows = self.errors[(self.errors["kind"] == kind) & (self.errors["order"] == order)]
@@ -507,7 +509,6 @@ class Q1Results:
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.grid(alpha=0.3, which="both")
         axes[0][0].legend(fontsize=7, frameon=False)
-        fig.tight_layout()
         return figure(fig, label, text, [self.run], width="100%")
 
     def exponent_table(self, label: str, text: str):
@@ -616,7 +617,7 @@ class Q3Results:
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.7), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.7), sharey=True, layout="constrained")
         for ax, dec in zip(axes, self.decoders.values()):
             for column, name in columns.items():
                 curves = np.array([r.history[column].to_numpy(dtype=float) for r in dec.runs])
@@ -632,7 +633,6 @@ class Q3Results:
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7, frameon=False)
-        fig.tight_layout()
         return figure(fig, label, text, self.runs, width="100%")
 
     def loss_figure(self, label: str, text: str):
@@ -676,7 +676,7 @@ class Q3Results:
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9))
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9), layout="constrained")
         used = []
         for ax, dec in zip(axes, self.decoders.values()):
             run = dec.runs[0]
@@ -690,7 +690,6 @@ class Q3Results:
             ax.set_title(dec.label, fontsize=9)
             ax.set_xlabel("Encoder frame")
             ax.set_ylabel("Output token" if ax is axes[0] else " ")
-        fig.tight_layout()
         return figure(fig, label, text, used, width="100%")
 
     def compare(self, metric: str) -> str:
