@@ -348,11 +348,13 @@ class Q2Results:
                 "Test acc. (all)": mean_std(c.values("test_acc_full")),
                 "Params": f"{int(c.runs[0].summary['n_params']):,}",
             })
+        summary = self.configs[0].runs[0].summary
         text = (f"All Q2 runs after {self.epochs} epochs (SGD, batch {self.config_value('batch_size')}): final "
                 f"training loss (the skeleton's running mean over all batches so far), final validation accuracy, "
-                f"test accuracy on the skeleton's 529-image subsample and on all 1,000 test images, and trainable "
-                f"parameters, for the network with max pooling (Q2.1) and without (Q2.2). Bold: the learning rate chosen on validation accuracy for each variant."
-                + (f" Mean ± standard deviation over {self.seeds} seeds." if self.seeds > 1 else ""))
+                f"test accuracy on the skeleton's {summary['n_test']:,}-image subsample and on all "
+                f"{summary['n_test_full']:,} test images, and trainable parameters, for the network with max "
+                f"pooling (Q2.1) and without (Q2.2). Bold: the learning rate chosen on validation accuracy for "
+                f"each variant." + (f" Mean ± standard deviation over {self.seeds} seeds." if self.seeds > 1 else ""))
         return table(pd.DataFrame(rows), label, text, self.runs)
 
     def curves(self, column: str, ylabel: str, label: str, text: str, also: str | None = None):
@@ -389,6 +391,15 @@ def q2_param_counts() -> dict[bool, int]:
     from hw2.models.cnn import CNN, count_trainable_params
 
     return {nm: count_trainable_params(CNN(0.7, no_maxpool=nm)) for nm in (False, True)}
+
+
+def q2_layers(no_maxpool: bool = False) -> tuple[dict[str, int], int]:
+    """Trainable parameters per layer of a variant, and the number of features entering fc1."""
+    from hw2.models.cnn import CNN, count_trainable_params
+
+    model = CNN(0.7, no_maxpool=no_maxpool)
+    layers = {name: count_trainable_params(module) for name, module in model.named_children()}
+    return {name: n for name, n in layers.items() if n}, model.fc1.in_features
 
 
 # --- Question 1: the attention benchmark --------------------------------------------------------------------

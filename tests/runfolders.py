@@ -58,7 +58,7 @@ def q2_runs(profile: str = "smoke", seeds: tuple[int, ...] = (42,), epochs: int 
                        "best_valid_acc": max(h["valid_acc"] for h in history),
                        "test_acc": round(quality - rng.uniform(0, 0.02), 6),
                        "test_acc_full": round(quality - rng.uniform(0.02, 0.04), 6),
-                       "n_params": 224892, "n_train": 400, "n_val": 200, "n_test": 529,
+                       "n_params": 224892, "n_train": 400, "n_val": 200, "n_test": 529, "n_test_full": 1000,
                        "epochs_completed": epochs, "device": "cpu", "seconds_per_epoch": 1.0}
             slug = f"lr{lr:g}-{'nomaxpool' if nm else 'maxpool'}-s{seed}"
             runs.append(write_run("q2_cnn", config, profile, slug, history, summary))
