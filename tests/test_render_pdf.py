@@ -125,3 +125,24 @@ def test_errors_in_code_name_the_file_and_line(tmp_path):
     with pytest.raises(RenderError, match=r"^_part.qmd:1: inline expression `undefined_name \+ 1` raised NameError"):
         render(root, log=lambda *a: None)
     assert load_project(root).documents == [root / "index.qmd"]
+
+
+def test_a_missing_contribution_stops_the_build(tmp_path):
+    root = contribution_project(tmp_path, "students:\n  - {name: Rita Teste, number: 1, email: r@example.org, contribution: ''}\n"
+                                "group: 3\n")
+    with pytest.raises(RenderError, match=r"^report/_contributions.qmd:3: the code cell raised ContributionError: "
+                                          r".*no contribution written for Rita Teste.*10-point penalty"):
+        render(root, log=lambda *a: None)
+    (root / "report/authors.yml").write_text("students:\n  - {name: Rita Teste, number: 1, email: r@example.org, "
+                                             "contribution: wrote everything}\ngroup: 3\n")
+    (pdf,) = render(root, log=lambda *a: None)
+    assert "Contributions of the group members Rita Teste (1) wrote everything." in pdf_text(pdf)
+
+
+def contribution_project(tmp_path: Path, authors: str) -> Path:
+    """A project holding the report's own contribution document and the given authors.yml."""
+    repo = Path(__file__).resolve().parent.parent
+    return write(tmp_path, {"_quarto.yml": "project:\n  render: [report/index.qmd]\nexecute:\n  echo: false\n",
+                            "report/index.qmd": "{{< include _contributions.qmd >}}\n",
+                            "report/_contributions.qmd": (repo / "report/_contributions.qmd").read_text(),
+                            "report/authors.yml": authors})
