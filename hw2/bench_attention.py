@@ -108,7 +108,7 @@ def plan(profile: str) -> list[dict]:
 def config(profile: str, device: str = "auto") -> AttentionBenchConfig:
     from hw2.profiles import q1_config
 
-    return q1_config(profile, device=resolve_device(device)).validate()
+    return q1_config(profile, device=resolve_device(device))
 
 
 def spec(params: dict, profile: str, data_source: str) -> store.RunSpec:

@@ -7,7 +7,7 @@ the `PROFILE` environment variable overrides.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 PROFILES = ("full", "quick", "smoke")
@@ -91,7 +91,11 @@ def q1_config(profile: str, **overrides):
         "smoke": AttentionBenchConfig(lengths=(32, 64, 128), repeats=1, fit_points=3, error_length=32,
                                       error_scales=(0.5, 2.0), error_orders=(2, 3), error_trials=1),
     }[resolve_profile(profile)]
-    return replace(base, **overrides)
+    try:
+        cfg = replace(base, **overrides)
+    except TypeError as exc:  # an unknown field name
+        raise ConfigError(f"Q1 config: {exc}; the fields are {', '.join(f.name for f in fields(base))}") from None
+    return cfg.validate()
 
 
 def q1_plan(profile: str) -> list[dict]:
