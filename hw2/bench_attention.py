@@ -66,6 +66,7 @@ class AttentionBenchConfig:
     error_trials: int = 3
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # torch CPU threads during the run (None: torch's default)
 
     def validate(self) -> "AttentionBenchConfig":
         problems = []
@@ -78,6 +79,8 @@ class AttentionBenchConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or "taylor_linear" not in self.methods:
             problems.append(f"methods must include 'taylor_linear' and come from {METHODS}, got {self.methods}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads must be >= 1 or None, got {self.threads}")
         if self.repeats < 1 or self.time_limit_s <= 0 or self.fit_points < 2:
             problems.append("repeats must be >= 1, time_limit_s > 0 and fit_points >= 2")
         if self.memory_limit_gb is not None and self.memory_limit_gb <= 0:
@@ -205,7 +208,7 @@ def method_fn(method: str, q, k, v, cfg: AttentionBenchConfig):
                                            chunk_size=cfg.chunk_size)
 
 
-def flop_counts(cfg: AttentionBenchConfig):
+def flop_counts():
     """Operation counts of the derivation (1.1 and 1.4) as numeric functions of (L, D[, M])."""
     import sympy as sp
 
@@ -247,7 +250,7 @@ def benchmark(run: store.Run, cfg: AttentionBenchConfig) -> dict:
     """Time and memory of every method x D x L (rows in history.csv); returns the cut-offs and checks."""
     state = run.load_checkpoint() or {"done_dims": [], "cutoffs": {}, "checks": {}}
     limit = memory_limit_bytes(cfg)
-    flops = flop_counts(cfg)
+    flops = flop_counts()
     source = "cuda max_memory_allocated" if cfg.device == "cuda" else "torch profiler allocation events"
     for dim in cfg.dims:
         if dim in state["done_dims"]:
@@ -393,13 +396,20 @@ def summarise_errors(rows: list[dict], cfg: AttentionBenchConfig) -> dict:
 def measure(run: store.Run, cfg: AttentionBenchConfig) -> dict:
     """The whole run: timings, analysis, error study. Returns summary.json's content."""
     torch.manual_seed(cfg.seed)
-    state = benchmark(run, cfg)
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        state = benchmark(run, cfg)
+    finally:
+        used = torch.get_num_threads()
+        torch.set_num_threads(threads)
     analysis = analyse(run.history, cfg)
     rows = error_study(cfg)
     store.write_csv(run.dir / "approx_error.csv", rows)
     errors = summarise_errors(rows, cfg)
     report_lines(analysis, errors, cfg)
-    return {"device": cfg.device, "threads": torch.get_num_threads(), "timing_statistic": "time_min_s",
+    return {"device": cfg.device, "threads": used, "timing_statistic": "time_min_s",
             "order": cfg.order,
             "symmetric": cfg.symmetric, "methods": list(cfg.methods), "dims": list(cfg.dims),
             **analysis, "cutoffs": state["cutoffs"], "checks": state["checks"],
@@ -444,3 +454,9 @@ def tables(loaded: store.LoadedRun):
          "kind": c["kind"], "flop-count L*": c["L_star"], "speed-up at longest L": c["ratio_at_longest"]}
         for m, per_dim in summary["crossovers"].items() for d, c in per_dim.items()])
     return exponents, crossovers
+
+
+def find_run(profile: str | None = None, device: str = "auto") -> store.LoadedRun:
+    """The finished run of a profile and device for the report, or a RunError naming `make runs-q1`."""
+    profile, device = validate_params(profile, device)
+    return store.find(spec({"device": device}, profile, DATA_SOURCE), "runs-q1")
