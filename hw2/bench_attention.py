@@ -24,9 +24,11 @@ x trial), summary.json (exponents, crossovers, L*, M, cut-offs, checks, error-st
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -177,7 +179,7 @@ def peak_memory_bytes(fn, device: str) -> int:
         return int(peak)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
     del out
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
@@ -187,6 +189,21 @@ def peak_memory_bytes(fn, device: str) -> int:
         level += nbytes
         peak = max(peak, level)
     return int(peak)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The profiler's native library logs two lines per start/stop straight to file descriptor 2 (no setting
+    turns them off); hide them so the run's output stays readable."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def memory_limit_bytes(cfg: AttentionBenchConfig) -> int:

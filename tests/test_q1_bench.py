@@ -111,3 +111,9 @@ def test_notebook_rejects_a_bad_profile(tmp_path, monkeypatch):
                                    parameters={"profile": "bogus"}, cwd=str(ROOT), kernel_name="python3",
                                    progress_bar=False)
     assert not (tmp_path / bench.EXPERIMENT).exists()
+
+
+def test_missing_run_names_the_make_target(tmp_path, monkeypatch):
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(store.RunError, match="PROFILE=smoke make runs-q1"):
+        bench.find_run("smoke", "cpu")

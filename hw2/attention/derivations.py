@@ -34,6 +34,10 @@ class Derivation:
     def verified(self) -> bool:
         return all(self.checks.values())
 
+    def __str__(self) -> str:
+        lines = [self.title] + [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in self.checks.items()]
+        return "\n".join(lines + [f"  {name}: {text}" for name, text in self.latex.items()])
+
 
 def vector(name: str, dim: int) -> sp.Matrix:
     """A column vector of real symbols name_1 .. name_dim."""
@@ -150,9 +154,8 @@ def q1_2(cases=((2, 3), (3, 3), (2, 4), (3, 4))) -> Derivation:
             len(symmetric_feature_map(vector("q", dim), order)) == feature_dim_symmetric(dim, order))
 
     # closed forms from the sums, symbolically in D and K
-    n = n_
-    full_sum = sp.summation(D**n, (n, 0, K - 1))
-    sym_sum = sp.summation(sp.binomial(D + n - 1, n), (n, 0, K - 1))
+    full_sum = sp.summation(D**n_, (n_, 0, K - 1))
+    sym_sum = sp.summation(sp.binomial(D + n_ - 1, n_), (n_, 0, K - 1))
     # SymPy sums to Piecewise((K, D = 1), ((1 - D^K)/(1 - D), otherwise)): compare the D > 1 branch
     full_general = full_sum.args[-1][0] if isinstance(full_sum, sp.Piecewise) else full_sum
     d.checks["sum_n D^n = (D^K - 1)/(D - 1)"] = sp.simplify(full_general - feature_dim_full()) == 0
@@ -167,7 +170,7 @@ def q1_2(cases=((2, 3), (3, 3), (2, 4), (3, 4))) -> Derivation:
     d.checks["min of 1 + t + t^2/2 is 1/2 at t = -1"] = (
         sp.solve(sp.diff(kernel2, t), t) == [-1] and kernel2.subs(t, -1) == sp.Rational(1, 2))
     d.checks["1 + t + t^2/2 has no real root"] = sp.real_roots(sp.Poly(kernel2, t)) == []
-    # an odd number of terms would break it: K = 2 and K = 4 have real roots (a normaliser can be 0 or < 0)
+    # an even number of terms (odd degree) has a real root: with K = 2 or 4 a normaliser can be 0 or < 0
     even_roots = {kk: [float(r) for r in sp.real_roots(sp.Poly(truncated_exp(t, kk), t))] for kk in (2, 4)}
     d.checks["K = 2 and K = 4 kernels have a real root"] = all(even_roots.values())
 
