@@ -7,7 +7,7 @@ the `PROFILE` environment variable overrides.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 PROFILES = ("full", "quick", "smoke")
@@ -75,3 +75,32 @@ def q2_plan(profile: str) -> list[dict]:
         for no_maxpool in (False, True)
         for lr in Q2_LEARNING_RATES
     ]
+
+
+# --- Question 1: attention benchmark ------------------------------------------------------------------------
+
+def q1_config(profile: str, **overrides):
+    """The attention benchmark of a profile. `full` grows L until the quadratic methods run out of time or
+    memory on the machine; `quick` is minutes on a 2-core CPU; `smoke` seconds. quick and smoke time one
+    thread: on a busy small CPU a multi-threaded op waits for every worker to be scheduled, which added
+    stalls of ~100 ms (a scheduler time slice) to sub-millisecond calls in our measurements."""
+    from hw2.bench_attention import AttentionBenchConfig
+
+    base = {
+        "full": AttentionBenchConfig(),
+        "quick": AttentionBenchConfig(lengths=tuple(2**p for p in range(7, 15)), repeats=3, time_limit_s=3.0,
+                                      error_length=256, error_trials=2, threads=1),
+        "smoke": AttentionBenchConfig(lengths=(32, 64, 128), repeats=1, fit_points=3, error_length=32,
+                                      error_scales=(0.5, 2.0), error_orders=(2, 3), error_trials=1, threads=1),
+    }[resolve_profile(profile)]
+    try:
+        cfg = replace(base, **overrides)
+    except TypeError as exc:  # an unknown field name
+        raise ConfigError(f"Q1 config: {exc}; the fields are {', '.join(f.name for f in fields(base))}") from None
+    return cfg.validate()
+
+
+def q1_plan(profile: str) -> list[dict]:
+    """One benchmark run, on the machine's default device (the notebook adds the profile)."""
+    resolve_profile(profile)
+    return [{"device": "auto"}]

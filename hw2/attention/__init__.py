@@ -1,0 +1,1 @@
+"""Question 1: SymPy derivations (`derivations`) and Taylor linear attention on tensors (`taylor`)."""

@@ -1,0 +1,327 @@
+"""Question 1 as executable mathematics: every claim of the answer is a SymPy computation.
+
+Each `qN_M_*` function returns a `Derivation`: named SymPy objects (`exprs`), named LaTeX strings for the
+report (`latex`) and the checks that were computed (`checks`, each True only if SymPy proved it). `answers()`
+runs them all. Conventions of the statement: Z = Softmax(Q K^T) V with Q, K, V in R^{L x D}, no 1/sqrt(D).
+
+Operation counts count scalar multiplications, additions, divisions and exponentials as one operation each.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from functools import reduce
+
+import sympy as sp
+
+L, D, M, K = sp.symbols("L D M K", positive=True, integer=True)
+n_ = sp.Symbol("n", integer=True, nonnegative=True)
+t = sp.Symbol("t", real=True)
+
+TABLE_DIMS = (2, 4, 16, 64, 200)
+
+
+@dataclass
+class Derivation:
+    """One question's results: SymPy objects, their LaTeX, and the identities SymPy verified."""
+
+    title: str
+    exprs: dict = field(default_factory=dict)
+    latex: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+
+    def verified(self) -> bool:
+        return all(self.checks.values())
+
+    def __str__(self) -> str:
+        lines = [self.title] + [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in self.checks.items()]
+        return "\n".join(lines + [f"  {name}: {text}" for name, text in self.latex.items()])
+
+
+def vector(name: str, dim: int) -> sp.Matrix:
+    """A column vector of real symbols name_1 .. name_dim."""
+    return sp.Matrix(sp.symbols(f"{name}_1:{dim + 1}", real=True))
+
+
+def matrix(name: str, rows: int, cols: int) -> sp.Matrix:
+    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
+
+
+def truncated_exp(x, order: int):
+    """sum_{n < order} x^n / n!: the first `order` terms of the McLaurin series of exp."""
+    return sum(x**n / sp.factorial(n) for n in range(order))
+
+
+# --- 1.1 ---------------------------------------------------------------------------------------------------
+
+def softmax_attention_cost(length=L, dim=D) -> dict:
+    """Operation counts of Softmax(Q K^T) V, step by step (L x L scores, row softmax, L x L times L x D)."""
+    scores = length**2 * dim + length**2 * (dim - 1)            # L^2 dot products of length D
+    softmax = length**2 + length * (length - 1) + length**2    # exp, row sums, divisions
+    product = length * dim * length + length * dim * (length - 1)  # (L x L)(L x D)
+    return {"scores": scores, "softmax": softmax, "product": product,
+            "total": sp.expand(scores + softmax + product)}
+
+
+def q1_1() -> Derivation:
+    counts = softmax_attention_cost()
+    total = counts["total"]
+    leading = sp.Poly(total, L).LC()  # the coefficient of L^2
+    d = Derivation("1.1 Cost of softmax attention")
+    d.exprs = {**counts, "leading_coefficient": leading,
+               "order": sp.O(L**2, (L, sp.oo)), "memory": L**2}
+    d.latex = {
+        "scores": rf"QK^\top:\ {sp.latex(sp.factor(counts['scores']))}",
+        "softmax": rf"\operatorname{{Softmax}}:\ {sp.latex(sp.expand(counts['softmax']))}",
+        "product": rf"(\cdot)V:\ {sp.latex(sp.factor(counts['product']))}",
+        "total": rf"C_\text{{softmax}}(L, D) = {sp.latex(total)} = O(L^2 D)",
+        "memory": r"\text{the } L \times L \text{ score matrix: } O(L^2) \text{ memory}",
+    }
+    d.checks = {
+        "quadratic in L": sp.degree(total, L) == 2,
+        "leading term (4D + 2) L^2": sp.expand(leading - (4 * D + 2)) == 0,
+        "linear in D": sp.degree(total, D) == 1,
+    }
+    return d
+
+
+# --- 1.2 ---------------------------------------------------------------------------------------------------
+
+def full_feature_map(x: sp.Matrix, order: int) -> sp.Matrix:
+    """phi(x) = [x^{(x)n} / sqrt(n!) for n < order], each tensor power flattened: (q^T k)^n = <q^{(x)n}, k^{(x)n}>."""
+    parts = []
+    for n in range(order):
+        for idx in itertools.product(range(len(x)), repeat=n):
+            parts.append(reduce(lambda a, i: a * x[i], idx, sp.Integer(1)) / sp.sqrt(sp.factorial(n)))
+    return sp.Matrix(parts)
+
+
+def multi_indices(dim: int, degree: int) -> list[tuple[int, ...]]:
+    """The monomials of one degree, as sorted index tuples (i1 <= i2 <= ...)."""
+    return list(itertools.combinations_with_replacement(range(dim), degree))
+
+
+def monomial_weight(idx: tuple[int, ...]) -> sp.Expr:
+    """sqrt(multinomial(n; alpha) / n!) = 1/sqrt(alpha!) for the monomial with exponents alpha."""
+    n = len(idx)
+    counts = [idx.count(i) for i in set(idx)]
+    multinomial = sp.factorial(n) / sp.Mul(*[sp.factorial(c) for c in counts])
+    return sp.sqrt(multinomial / sp.factorial(n))
+
+
+def symmetric_feature_map(x: sp.Matrix, order: int) -> sp.Matrix:
+    """One coordinate per monomial x^alpha, |alpha| < order, weighted by sqrt(multinomial / n!)."""
+    parts = []
+    for n in range(order):
+        for idx in multi_indices(len(x), n):
+            parts.append(monomial_weight(idx) * reduce(lambda a, i: a * x[i], idx, sp.Integer(1)))
+    return sp.Matrix(parts)
+
+
+def wrong_feature_map(x: sp.Matrix) -> sp.Matrix:
+    """The common wrong answer [1, x_i, x_i^2/sqrt(2)]: squares of coordinates only (M = 2D + 1)."""
+    return sp.Matrix([1, *x, *[xi**2 / sp.sqrt(2) for xi in x]])
+
+
+def feature_dim_full(dim=D, order=K):
+    """M = sum_{n<K} D^n = (D^K - 1)/(D - 1) for D > 1."""
+    return (dim**order - 1) / (dim - 1)
+
+
+def feature_dim_symmetric(dim=D, order=K):
+    """M = sum_{n<K} C(D+n-1, n) = C(D+K-1, K-1) (hockey-stick identity)."""
+    return sp.binomial(dim + order - 1, order - 1)
+
+
+def kernel_residual(phi, dim: int, order: int) -> sp.Expr:
+    """phi(q)^T phi(k) - sum_{n<K} (q^T k)^n/n!, expanded (0 when the map is exact)."""
+    q, k = vector("q", dim), vector("k", dim)
+    return sp.expand((phi(q, order).T * phi(k, order))[0] - truncated_exp((q.T * k)[0], order))
+
+
+def q1_2(cases=((2, 3), (3, 3), (2, 4), (3, 4))) -> Derivation:
+    d = Derivation("1.2 Taylor feature map")
+    q2, k2 = vector("q", 2), vector("k", 2)
+    qk = (q2.T * k2)[0]
+
+    for dim, order in cases:
+        d.checks[f"full map exact, D={dim} K={order}"] = kernel_residual(full_feature_map, dim, order) == 0
+        d.checks[f"symmetric map exact, D={dim} K={order}"] = kernel_residual(symmetric_feature_map, dim, order) == 0
+        d.checks[f"full map length, D={dim} K={order}"] = (
+            len(full_feature_map(vector("q", dim), order)) == feature_dim_full(dim, order))
+        d.checks[f"symmetric map length, D={dim} K={order}"] = (
+            len(symmetric_feature_map(vector("q", dim), order)) == feature_dim_symmetric(dim, order))
+
+    # closed forms from the sums, symbolically in D and K
+    full_sum = sp.summation(D**n_, (n_, 0, K - 1))
+    sym_sum = sp.summation(sp.binomial(D + n_ - 1, n_), (n_, 0, K - 1))
+    # SymPy sums to Piecewise((K, D = 1), ((1 - D^K)/(1 - D), otherwise)): compare the D > 1 branch
+    full_general = full_sum.args[-1][0] if isinstance(full_sum, sp.Piecewise) else full_sum
+    d.checks["sum_n D^n = (D^K - 1)/(D - 1)"] = sp.simplify(full_general - feature_dim_full()) == 0
+    d.checks["sum_n C(D+n-1, n) = C(D+K-1, K-1)"] = sp.combsimp(sym_sum / feature_dim_symmetric()) == 1
+    m3 = sp.expand(sp.expand_func(feature_dim_symmetric(D, 3)))
+    d.checks["M(D, 3) = 1 + D + D(D+1)/2"] = sp.expand(m3 - (1 + D + D * (D + 1) / 2)) == 0
+
+    # the second-order kernel 1 + t + t^2/2 = ((t + 1)^2 + 1)/2 >= 1/2: normalisers never vanish
+    kernel2 = truncated_exp(t, 3)
+    square = ((t + 1)**2 + 1) / 2
+    d.checks["1 + t + t^2/2 = ((t+1)^2 + 1)/2"] = sp.expand(kernel2 - square) == 0
+    d.checks["min of 1 + t + t^2/2 is 1/2 at t = -1"] = (
+        sp.solve(sp.diff(kernel2, t), t) == [-1] and kernel2.subs(t, -1) == sp.Rational(1, 2))
+    d.checks["1 + t + t^2/2 has no real root"] = sp.real_roots(sp.Poly(kernel2, t)) == []
+    # an even number of terms (odd degree) has a real root: with K = 2 or 4 a normaliser can be 0 or < 0
+    even_roots = {kk: [float(r) for r in sp.real_roots(sp.Poly(truncated_exp(t, kk), t))] for kk in (2, 4)}
+    d.checks["K = 2 and K = 4 kernels have a real root"] = all(even_roots.values())
+
+    # the wrong map misses the cross terms q_i q_j k_i k_j (i < j)
+    wrong = sp.expand((wrong_feature_map(q2).T * wrong_feature_map(k2))[0] - truncated_exp(qk, 3))
+    cross = -q2[0] * q2[1] * k2[0] * k2[1]
+    d.checks["wrong map residual = -q1 q2 k1 k2"] = sp.expand(wrong - cross) == 0
+
+    table = [{"D": dd, "M_symmetric": int(feature_dim_symmetric(dd, 3)), "M_full": int(feature_dim_full(dd, 3)),
+              "M_wrong": 2 * dd + 1} for dd in TABLE_DIMS]
+    table_k = [{"D": dd, "K": kk, "M_symmetric": int(feature_dim_symmetric(dd, kk)),
+                "M_full": int(feature_dim_full(dd, kk))} for dd in TABLE_DIMS for kk in (3, 4, 5)]
+    phi_sym = symmetric_feature_map(q2, 3)
+    d.exprs = {
+        "phi_symmetric_D2": phi_sym, "phi_full_D2": full_feature_map(q2, 3),
+        "kernel_D2": sp.expand((phi_sym.T * symmetric_feature_map(k2, 3))[0]),
+        "M_full": feature_dim_full(), "M_symmetric": feature_dim_symmetric(), "M_K3": m3,
+        "wrong_residual_D2": wrong, "kernel_K3": kernel2, "kernel_K3_square": square,
+        "even_K_real_roots": even_roots, "table": table, "table_K": table_k,
+    }
+    d.latex = {
+        "series": r"\exp(\mathbf q^\top\mathbf k) \approx \sum_{n=0}^{K-1}\frac{(\mathbf q^\top\mathbf k)^n}{n!}"
+                  r" = \sum_{n=0}^{K-1}\sum_{|\alpha| = n}\frac{\mathbf q^\alpha\,\mathbf k^\alpha}{\alpha!}",
+        "phi_D2": r"\phi(\mathbf q) = " + sp.latex(phi_sym.T),
+        "kernel_D2": r"\phi(\mathbf q)^\top\phi(\mathbf k) = " + sp.latex(d.exprs["kernel_D2"])
+                     + r" = 1 + \mathbf q^\top\mathbf k + \tfrac12(\mathbf q^\top\mathbf k)^2",
+        "phi_K3": r"\phi(\mathbf x) = \Bigl[\,1,\ x_1, \dots, x_D,\ \tfrac{1}{\sqrt2}x_1^2, \dots, "
+                  r"\tfrac{1}{\sqrt2}x_D^2,\ x_i x_j\ (i<j)\Bigr]",
+        "M_K3": r"M = " + sp.latex(m3) + r" = 1 + D + \frac{D(D+1)}{2}",
+        "M_symmetric": r"M_\text{sym}(D, K) = \sum_{n=0}^{K-1}\binom{D+n-1}{n} = " + sp.latex(feature_dim_symmetric()),
+        "M_full": r"M_\text{full}(D, K) = \sum_{n=0}^{K-1} D^n = " + sp.latex(feature_dim_full()),
+        "wrong_residual": r"[1, x_i, x_i^2/\sqrt2]:\ \phi(\mathbf q)^\top\phi(\mathbf k) - "
+                          r"\bigl(1 + \mathbf q^\top\mathbf k + \tfrac12(\mathbf q^\top\mathbf k)^2\bigr) = "
+                          + sp.latex(wrong),
+        "positivity": r"1 + t + \frac{t^2}{2} = \frac{(t+1)^2 + 1}{2} \ge \frac12",
+    }
+    return d
+
+
+# --- 1.3 ---------------------------------------------------------------------------------------------------
+
+def q1_3(length: int = 2, dim: int = 2, order: int = 3) -> Derivation:
+    """Kernel attention row by row equals D^-1 Phi(Q) Phi(K)^T V, exactly, for symbolic Q, K, V."""
+    Q, Kmat, V = matrix("q", length, dim), matrix("k", length, dim), matrix("v", length, dim)
+    kernel = sp.Matrix(length, length, lambda i, j: truncated_exp((Q[i, :] * Kmat[j, :].T)[0], order))
+    # softmax with the truncated exponential in place of exp: row i is kernel[i, :] / sum_j kernel[i, j]
+    attention = sp.Matrix(length, dim, lambda i, c: sum(kernel[i, j] * V[j, c] for j in range(length))
+                          / sum(kernel[i, j] for j in range(length)))
+    phi_q = sp.Matrix.vstack(*[symmetric_feature_map(Q[i, :].T, order).T for i in range(length)])
+    phi_k = sp.Matrix.vstack(*[symmetric_feature_map(Kmat[i, :].T, order).T for i in range(length)])
+    scores = phi_q * phi_k.T
+    row_sums = scores * sp.ones(length, 1)
+    normaliser = sp.diag(*row_sums)
+    normaliser_inv = sp.diag(*[1 / s for s in row_sums])  # Diag(v)^-1 = Diag(1/v)
+    linear = normaliser_inv * scores * V
+    d = Derivation("1.3 Linearised attention")
+    d.checks = {
+        f"Phi(Q) Phi(K)^T = kernel matrix (L={length}, D={dim})": (scores - kernel).expand() == sp.zeros(length),
+        f"D^-1 Phi(Q) Phi(K)^T V = kernel attention (L={length}, D={dim})":
+            all(_same_fraction(a, b) for a, b in zip(linear, attention)),
+        "rows of D^-1 Phi(Q) Phi(K)^T sum to 1":
+            (normaliser_inv * scores * sp.ones(length, 1)).applyfunc(sp.cancel) == sp.ones(length, 1),
+    }
+    d.exprs = {"Q": Q, "K": Kmat, "V": V, "kernel": kernel, "normaliser": normaliser, "Z": attention}
+    d.latex = {
+        "softmax_rows": r"\mathbf z_i = \sum_{j=1}^{L}\frac{\exp(\mathbf q_i^\top\mathbf k_j)}"
+                        r"{\sum_{l=1}^{L}\exp(\mathbf q_i^\top\mathbf k_l)}\,\mathbf v_j"
+                        r"\quad\Longleftrightarrow\quad \mathbf Z = \operatorname{Diag}(\exp(\mathbf Q\mathbf K^\top)"
+                        r"\mathbf 1_L)^{-1}\exp(\mathbf Q\mathbf K^\top)\mathbf V",
+        "substitute": r"\exp(\mathbf Q\mathbf K^\top) \approx \Phi(\mathbf Q)\Phi(\mathbf K)^\top"
+                      r"\ \Rightarrow\ \mathbf Z \approx \mathbf D^{-1}\Phi(\mathbf Q)\Phi(\mathbf K)^\top\mathbf V,"
+                      r"\quad \mathbf D = \operatorname{Diag}(\Phi(\mathbf Q)\Phi(\mathbf K)^\top\mathbf 1_L)",
+        "normaliser_example": r"\mathbf D_{11} = " + sp.latex(sp.factor(normaliser[0, 0])),
+    }
+    return d
+
+
+def _same_fraction(a: sp.Expr, b: sp.Expr) -> bool:
+    """a == b for rational functions, by cross-multiplying numerators and denominators (polynomial expansion
+    only: much faster than cancelling the difference)."""
+    (na, da), (nb, db) = sp.fraction(sp.together(a)), sp.fraction(sp.together(b))
+    return sp.expand(na * db - nb * da) == 0
+
+
+# --- 1.4 ---------------------------------------------------------------------------------------------------
+
+def linear_attention_cost(length=L, dim=D, feat=M) -> dict:
+    """Operation counts of D^-1 Phi(Q) (Phi(K)^T V), right to left; phi costs at most 2M per row
+    (each monomial is a lower-degree monomial times one coordinate, then one weight)."""
+    features = 2 * length * 2 * feat                               # phi of the L rows of Q and of K
+    kv = feat * dim * length + feat * dim * (length - 1)           # Phi(K)^T V: (M x L)(L x D)
+    ksum = feat * (length - 1)                                     # Phi(K)^T 1_L
+    numerator = length * dim * feat + length * dim * (feat - 1)    # Phi(Q) (M x D)
+    denominator = length * feat + length * (feat - 1)              # Phi(Q) (M)
+    divide = length * dim
+    total = sp.expand(features + kv + ksum + numerator + denominator + divide)
+    return {"features": features, "kv": kv, "ksum": ksum, "numerator": numerator,
+            "denominator": denominator, "divide": divide, "total": total}
+
+
+def crossover_length(dim=D, feat=M):
+    """L* where the flop counts of softmax and linear attention are equal (the positive root)."""
+    diff = sp.expand(softmax_attention_cost(L, dim)["total"] - linear_attention_cost(L, dim, feat)["total"])
+    roots = [r for r in sp.solve(diff, L) if r != 0]
+    positive = [r for r in roots if not (r.is_number and r <= 0)]
+    return sp.simplify(positive[-1]) if positive else None
+
+
+def q1_4() -> Derivation:
+    cost = linear_attention_cost()
+    total = cost["total"]
+    lstar = crossover_length()
+    d = Derivation("1.4 Linear-time attention")
+    leading = sp.Poly(total, L).LC()  # the coefficient of L
+    d.exprs = {**cost, "leading_coefficient": leading,
+               "order": sp.O(L, (L, sp.oo)), "memory": M * D + L * M, "L_star": lstar,
+               "L_star_K3": sp.simplify(lstar.subs(M, sp.expand(sp.expand_func(feature_dim_symmetric(D, 3))))),
+               "L_star_table": [{"D": dd, "M": int(feature_dim_symmetric(dd, 3)),
+                                 "L_star": float(lstar.subs({D: dd, M: feature_dim_symmetric(dd, 3)}))}
+                                for dd in TABLE_DIMS]}
+    d.latex = {
+        "order": r"\mathbf Z \approx \mathbf D^{-1}\,\Phi(\mathbf Q)\,\underbrace{\bigl(\Phi(\mathbf K)^\top\mathbf V\bigr)}"
+                 r"_{M\times D},\quad \mathbf D = \operatorname{Diag}\bigl(\Phi(\mathbf Q)\,"
+                 r"\underbrace{(\Phi(\mathbf K)^\top\mathbf 1_L)}_{M}\bigr)",
+        "kv": r"\Phi(\mathbf K)^\top\mathbf V:\ " + sp.latex(sp.factor(cost["kv"])),
+        "numerator": r"\Phi(\mathbf Q)(\cdot):\ " + sp.latex(sp.factor(cost["numerator"])),
+        "total": r"C_\text{linear}(L, D, M) = " + sp.latex(total) + r" = O(L M D)",
+        "K3": r"M = O(D^2) \text{ for } K = 3:\ O(L D^3);\ \text{in general } O\!\left(L D \binom{D+K-1}{K-1}\right)",
+        "memory": r"O(MD + LM) \text{ memory: no } L\times L \text{ matrix}",
+        "L_star": r"L^\ast(D, M) = " + sp.latex(lstar) + r" \approx M",
+    }
+    d.checks = {
+        "linear in L": sp.degree(total, L) == 1,
+        "leading term (4MD + 7M - 1) L": sp.expand(leading - (4 * M * D + 7 * M - 1)) == 0,
+        "L* is a crossover": sp.simplify((softmax_attention_cost()["total"] - total).subs(L, lstar)) == 0,
+        "softmax cheaper below L*, linear above (D=16, M=153)": _sign_change(16, 153, lstar),
+    }
+    return d
+
+
+def _sign_change(dim: int, feat: int, lstar) -> bool:
+    ls = float(lstar.subs({D: dim, M: feat}))
+    diff = softmax_attention_cost(L, dim)["total"] - linear_attention_cost(L, dim, feat)["total"]
+    return bool(diff.subs(L, math.floor(ls) - 1) < 0 < diff.subs(L, math.ceil(ls) + 1))
+
+
+def crossover_value(dim: int, feat: int) -> float:
+    """L*(D, M) as a number, for comparison with the measured crossover."""
+    return float(crossover_length().subs({D: dim, M: feat}))
+
+
+def answers() -> dict[str, Derivation]:
+    """All of Question 1, keyed "1.1" .. "1.4"."""
+    return {"1.1": q1_1(), "1.2": q1_2(), "1.3": q1_3(), "1.4": q1_4()}

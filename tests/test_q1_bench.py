@@ -1,0 +1,119 @@
+"""The attention benchmark: its analysis helpers, its parameter checks, and a smoke run end to end."""
+import json
+import math
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+
+from hw2 import bench_attention as bench
+from hw2 import store
+from hw2.profiles import ConfigError, q1_config, q1_plan
+
+
+def test_fit_exponent_recovers_a_power_law():
+    lengths = [128, 256, 512, 1024, 2048]
+    fit = bench.fit_exponent(lengths, [3e-9 * n**2 for n in lengths], points=4)
+    assert fit["exponent"] == pytest.approx(2.0) and fit["lengths"] == lengths[1:]
+    assert fit["log_coefficient"] == pytest.approx(math.log(3e-9))
+
+
+def test_crossover_kinds():
+    lengths = [100, 200, 400, 800]
+    soft = [1e-6 * n**2 for n in lengths]
+    measured = bench.crossover(lengths, soft, [1e-6 * 300 * n for n in lengths], {}, {})
+    assert measured["kind"] == "measured" and measured["length"] == pytest.approx(300, rel=1e-9)
+    below = bench.crossover(lengths, soft, [1e-6 * 50 * n for n in lengths], {}, {})
+    assert below["kind"] == "below_range" and below["length"] == 100
+    lin = [1e-6 * 1600 * n for n in lengths]
+    fits = [bench.fit_exponent(lengths, t, 4) for t in (soft, lin)]
+    extrapolated = bench.crossover(lengths, soft, lin, *fits)
+    assert extrapolated["kind"] == "extrapolated" and extrapolated["length"] == pytest.approx(1600, rel=1e-6)
+    assert extrapolated["ratio_at_longest"] == pytest.approx(0.5)
+
+
+def test_peak_memory_counts_torch_allocations():
+    def two_live_tensors():
+        a = torch.ones(1_000_000)   # 4 MB
+        return a + 1                # 4 MB more while `a` is alive; `a` is freed on return
+    assert 8_000_000 <= bench.peak_memory_bytes(two_live_tensors, "cpu") < 8_100_000
+
+
+def test_config_and_parameter_errors_are_specific():
+    with pytest.raises(ConfigError, match="lengths must be"):
+        q1_config("smoke", lengths=(256, 128))
+    with pytest.raises(ConfigError, match="taylor_linear"):
+        q1_config("smoke", methods=("softmax_naive",))
+    with pytest.raises(ConfigError, match="the fields are .*dims"):
+        q1_config("smoke", max_len=5)
+    with pytest.raises(ConfigError, match="unknown profile 'fast'"):
+        bench.validate_params("fast", "auto")
+    with pytest.raises(ConfigError, match="profile must be a string"):
+        bench.validate_params(3, "auto")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        bench.validate_params("smoke", "tpu")
+
+
+def test_profiles_and_plan():
+    full, quick = q1_config("full"), q1_config("quick")
+    assert full.dims == (16, 64) and full.order == 3 and full.symmetric
+    assert full.lengths[0] == 128 and full.lengths[-1] > quick.lengths[-1] >= 8192
+    assert q1_plan("quick") == [{"device": "auto"}] == bench.plan("quick")
+    a, b = bench.spec({"device": "cpu"}, "smoke", "synthetic"), bench.spec({"device": "cpu"}, "quick", "synthetic")
+    assert a.key == bench.spec({"device": "cpu"}, "smoke", "synthetic").key != b.key
+
+
+@pytest.mark.slow
+def test_smoke_run_through_the_runner_and_notebook(tmp_path, monkeypatch):
+    from hw2.runs import run_question
+
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("PROFILE", "smoke")
+    assert run_question("q1", "smoke") == 0
+    (path,) = [p for p in (tmp_path / bench.EXPERIMENT).iterdir() if not p.name.startswith(".")]
+    assert store.check_complete(path) is None
+    assert {"config.json", "history.csv", "summary.json", "env.json", "approx_error.csv", "run.ipynb"} <= {
+        p.name for p in path.iterdir()}
+    cfg = q1_config("smoke")
+    history = pd.read_csv(path / "history.csv")
+    assert len(history) == len(cfg.methods) * len(cfg.dims) * len(cfg.lengths)
+    assert {"method", "dim", "length", "feature_dim", "time_s", "time_min_s", "peak_memory_bytes", "flops"} <= set(
+        history.columns)
+    assert (history.time_min_s > 0).all() and (history.peak_memory_bytes > 0).all()
+    errors = pd.read_csv(path / "approx_error.csv")
+    assert len(errors) == len(cfg.error_kinds) * len(cfg.error_scales) * len(cfg.error_orders) * cfg.error_trials
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["feature_dims"] == {"16": 153, "64": 2145}
+    assert summary["L_star"]["16"] == pytest.approx(164.59, abs=0.01)
+    for method in cfg.methods:
+        assert set(summary["exponents"][method]) == {"16", "64"}
+    assert set(summary["crossovers"]) == {"softmax_naive", "softmax_sdpa"}
+    assert all(err < 1e-4 for checks in summary["checks"].values() for err in checks.values())
+    assert summary["error_study"]["min_kernel"]["3"] >= 0.5
+    assert summary["error_study"]["order3_kernel_min_on_grid"] == pytest.approx(0.5)
+    outputs = "".join(o.get("text", "") for c in nbformat.read(path / "run.ipynb", 4).cells
+                      for o in c.get("outputs", []))
+    assert "[hw2] q1_attention: profile=smoke data=synthetic device=cpu" in outputs
+    assert run_question("q1", "smoke") == 0  # complete: nothing to redo
+    assert [p.name for p in (tmp_path / bench.EXPERIMENT).iterdir() if not p.name.startswith(".")] == [path.name]
+
+
+@pytest.mark.slow
+def test_notebook_rejects_a_bad_profile(tmp_path, monkeypatch):
+    import papermill
+
+    from hw2.runs import ROOT
+
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'bogus'"):
+        papermill.execute_notebook(str(ROOT / bench.NOTEBOOK), str(tmp_path / "out.ipynb"),
+                                   parameters={"profile": "bogus"}, cwd=str(ROOT), kernel_name="python3",
+                                   progress_bar=False)
+    assert not (tmp_path / bench.EXPERIMENT).exists()
+
+
+def test_missing_run_names_the_make_target(tmp_path, monkeypatch):
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(store.RunError, match="PROFILE=smoke make runs-q1"):
+        bench.find_run("smoke", "cpu")
