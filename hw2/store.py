@@ -38,7 +38,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 EXPERIMENT_MODULES = {"q1_attention": "hw2.bench_attention", "q2_cnn": "hw2.train_cnn", "q3_asr": "hw2.train_asr"}
 # Modules that only read runs, render the report or map profiles to configs (whose effect on a run is
 # its config, which is keyed): editing them must not invalidate experiments.
-NOT_EXPERIMENT_CODE = {"render.py", "report.py", "submission.py", "__main__.py", "runs.py", "profiles.py"}
+NOT_EXPERIMENT_CODE = {"render.py", "report.py", "__main__.py", "runs.py", "profiles.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 
