@@ -48,6 +48,10 @@ CITE_RE = re.compile(r"(?<![\w@`\\])@(\w[\w:.#$%&+?<>~/-]*\w|\w)")
 LABEL_RE = re.compile(r"\{#((?:fig|tbl|eq|sec)-[\w-]*\w)")
 
 
+# Errors raised on purpose by the report's helpers (a missing run, a missing contribution, a bad config).
+EXPECTED_ERRORS = {"RunError", "ContributionError", "ConfigError"}
+
+
 class RenderError(Exception):
     """A document the renderer cannot produce, with where (file:line) and what to do."""
 
@@ -332,7 +336,10 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
             if owner is None:
                 raise RenderError(f"the renderer's kernel setup failed: {error['ename']}: {error['evalue']}\n{trace}")
             where = owner.start if isinstance(owner, Cell) else owner[0].line
-            raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}\n{trace}")
+            if error["ename"] in EXPECTED_ERRORS:  # the message says what to do; the traceback adds nothing
+                trace = ""
+            raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}"
+                              + (f"\n{trace}" if trace else ""))
         if owner is None:
             continue
         if isinstance(owner, Cell):

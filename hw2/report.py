@@ -694,7 +694,7 @@ class Q3Results:
             used.append(run)
             with np.load(run.file("attention.npz")) as z:
                 weights = z["weights"][clip].astype(np.float32).mean(axis=0)
-                n_tokens = len(str(z["texts"][clip])) + 2  # "<", the transcript, ">"
+                n_tokens = min(len(str(z["texts"][clip])) + 2, weights.shape[0])  # "<", transcript, ">"
                 frames = int(z["encoder_frames"][clip])
             ax.imshow(weights[:n_tokens, :frames], aspect="auto", origin="lower", cmap="viridis",
                       interpolation="nearest")
