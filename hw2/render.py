@@ -162,6 +162,8 @@ def read_document(path: Path, root: Path, _stack: tuple = ()) -> tuple[dict, lis
             in_fence = not in_fence
         m = INCLUDE_RE.match(raw.strip()) if not in_fence else None
         if m:
+            if not (path.parent / m.group(1)).is_file():
+                raise RenderError(f"{_rel(path, root)}:{number}: the included file {m.group(1)} does not exist")
             _, included = read_document(path.parent / m.group(1), root, _stack + (path,))
             out.extend(included)
             continue

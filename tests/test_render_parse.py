@@ -74,7 +74,7 @@ def test_include_errors(tmp_path):
                      "e.qmd": "---\ntitle: no\n---\n"})
     with pytest.raises(RenderError, match="include cycle"):
         read_document(tmp_path / "a.qmd", tmp_path)
-    with pytest.raises(RenderError, match="missing.qmd: file not found"):
+    with pytest.raises(RenderError, match="^c.qmd:2: the included file missing.qmd does not exist"):
         read_document(tmp_path / "c.qmd", tmp_path)
     with pytest.raises(RenderError, match="e.qmd:1: an included file cannot have front matter"):
         read_document(tmp_path / "d.qmd", tmp_path)
