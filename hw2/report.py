@@ -30,7 +30,7 @@ def project_root(start: Path | None = None) -> Path:
 
 
 FIGURE_DIR = Path("_figures")
-DERIVED = "Computed with SymPy by hw2.attention.derivations while rendering; no run."
+DERIVED = "Computed with SymPy by hw2.attention.derivations; no run."
 
 
 class ContributionError(ValueError):
@@ -45,7 +45,9 @@ def setup() -> str:
     profile the report shows: $PROFILE, else the same default as `make runs`."""
     from hw2.profiles import resolve_profile
 
-    os.environ.setdefault("HW2_RESULTS_DIR", str(project_root() / "results"))
+    # A relative $HW2_RESULTS_DIR means relative to the project root, where make and the renderer run.
+    results = Path(os.environ.get("HW2_RESULTS_DIR", "results"))
+    os.environ["HW2_RESULTS_DIR"] = str(results if results.is_absolute() else project_root() / results)
     return resolve_profile(None)
 
 
