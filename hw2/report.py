@@ -388,20 +388,23 @@ class Q2Results:
         return figure(fig, label, text, shown)
 
 
-def q2_param_counts() -> dict[bool, int]:
-    """Trainable parameters of both variants, counted from the model code."""
+def _count_cnn_params() -> dict:
+    """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
     from hw2.models.cnn import CNN, count_trainable_params
 
-    return {nm: count_trainable_params(CNN(0.7, no_maxpool=nm)) for nm in (False, True)}
+    out = {}
+    for no_maxpool in (False, True):
+        model = CNN(0.7, no_maxpool=no_maxpool)
+        layers = {name: count_trainable_params(m) for name, m in model.named_children()}
+        out[no_maxpool] = {"total": count_trainable_params(model), "features": model.fc1.in_features,
+                           "layers": {name: n for name, n in layers.items() if n}}
+    return out
 
 
-def q2_layers(no_maxpool: bool = False) -> tuple[dict[str, int], int]:
-    """Trainable parameters per layer of a variant, and the number of features entering fc1."""
-    from hw2.models.cnn import CNN, count_trainable_params
-
-    model = CNN(0.7, no_maxpool=no_maxpool)
-    layers = {name: count_trainable_params(module) for name, module in model.named_children()}
-    return {name: n for name, n in layers.items() if n}, model.fc1.in_features
+def q2_params() -> dict:
+    """{no_maxpool: {"total", "features", "layers"}} counted on `hw2.models.cnn` (cached per module version;
+    importing torch alone takes seconds)."""
+    return cached("q2-params", ["hw2.models.cnn"], _count_cnn_params)
 
 
 # --- Question 1: the attention benchmark --------------------------------------------------------------------
@@ -428,25 +431,38 @@ def tex_for_pandoc(latex: str) -> str:
     return latex
 
 
-def q1_answers() -> dict:
-    """`hw2.attention.derivations.answers()`, computed once per version of that module and of SymPy and
-    kept in `.hw2_cache/` at the project root (the derivations take seconds; re-renders should not)."""
+def cached(name: str, sources: list[str], compute, versions: tuple[str, ...] = ()):
+    """`compute()`, kept in `.hw2_cache/` at the project root per version of the modules it is computed from
+    (`sources`, e.g. "hw2.attention.derivations") and of the libraries it uses (`versions`): derivations and
+    counts from code take seconds, and re-rendering prose should not."""
     import hashlib
+    import importlib.util
     import pickle
+    import sys
 
-    import sympy
-
-    from hw2.attention import derivations
-
-    key = hashlib.sha256(Path(derivations.__file__).read_bytes() + sympy.__version__.encode()).hexdigest()[:16]
-    path = project_root() / ".hw2_cache" / f"q1-derivations-{key}.pickle"
+    h = hashlib.sha256(sys.version.encode() + repr(versions).encode())
+    for module in sources:
+        h.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+    path = project_root() / ".hw2_cache" / f"{name}-{h.hexdigest()[:16]}.pickle"
     try:
         return pickle.loads(path.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
         pass  # not computed yet for this version (or unreadable): compute it
-    answers = derivations.answers()
-    store.atomic_write_bytes(path, pickle.dumps(answers))
-    return answers
+    value = compute()
+    store.atomic_write_bytes(path, pickle.dumps(value))
+    return value
+
+
+def q1_answers() -> dict:
+    """`hw2.attention.derivations.answers()`: every formula of Question 1 (cached per module version)."""
+    import sympy
+
+    def answers():
+        from hw2.attention import derivations
+
+        return derivations.answers()
+
+    return cached("q1-derivations", ["hw2.attention.derivations"], answers, (sympy.__version__,))
 
 
 class Q1Results:
