@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -567,9 +570,6 @@ def to_typst(markdown: str, meta: dict, parts: dict[str, str], typ_dir: Path) ->
     if bib is not None:
         rel = Path(_relpath(bib, typ_dir)).as_posix()
         template += f'\n#bibliography("{rel}", title: [References])\n'
-    import subprocess
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         tpl = Path(tmp) / "template.typst"
         tpl.write_text(template)
@@ -587,8 +587,6 @@ def to_typst(markdown: str, meta: dict, parts: dict[str, str], typ_dir: Path) ->
 
 
 def _relpath(path: Path, start: Path) -> str:
-    import os
-
     return os.path.relpath(Path(path).resolve(), Path(start).resolve())
 
 
@@ -652,8 +650,6 @@ def render(root: Path | str = ".", log=print) -> list[Path]:
 
 def quarto_render(root: Path) -> list[Path]:
     """`quarto render` in the project; the PDFs it writes (Quarto's locations)."""
-    import subprocess
-
     project = load_project(root)
     result = subprocess.run(["quarto", "render"], cwd=project.root)
     if result.returncode != 0:
