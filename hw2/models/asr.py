@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_VOCAB = 35
-MAX_TEXT_LEN = 99  # "<" + up to 97 characters + ">", padded with "@"
-START = 0
-N_MELS = 80
-N_FRAMES = 2754
+from hw2.audio import N_FRAMES, N_MELS
+from hw2.text import MAX_LEN as MAX_TEXT_LEN
+from hw2.text import N_VOCAB, START
+
 HIDDEN = 200
 N_HEADS = 2
 FEED_FORWARD = 400
