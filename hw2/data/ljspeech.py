@@ -1,0 +1,248 @@
+"""LJ Speech 1.1 for Question 3: the real corpus when present, else a stand-in spoken by espeak-ng.
+
+Layout (both): `metadata.csv` with lines `id|text|normalized text` (UTF-8, no quoting) and `wavs/<id>.wav`
+(mono, 22,050 Hz, 16-bit PCM). The recogniser uses the normalized transcript, as the skeleton does.
+Splits are contiguous in metadata order: 9,825 / 655 / 2,620 clips of the 13,100 (75 / 5 / 20 %).
+
+The stand-in folder also holds `standin.json` (how it was made); that file is what marks it as a stand-in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from hw2.data.sentences import clip_text
+
+SAMPLE_RATE = 22050
+REAL_FOLDER = "LJSpeech-1.1"
+STANDIN_MARKER = "standin.json"
+STANDIN_VERSION = 1  # bump when the generator changes, so an old stand-in folder is never reused
+SPLITS = ("train", "validation", "test")
+VOICE = "en-us+f3"  # one speaker, like LJ Speech; each clip varies its speaking rate and pitch a little
+
+
+class CorpusError(ValueError):
+    """A corpus folder, metadata line or audio file that cannot be used, with what to do about it."""
+
+
+class EspeakMissingError(RuntimeError):
+    """espeak-ng, which speaks the stand-in corpus, is not installed."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    text: str  # the normalized transcript
+
+
+def read_metadata(corpus_dir: str | Path) -> list[Clip]:
+    """The clips of `metadata.csv` in file order, with their normalized transcripts."""
+    path = Path(corpus_dir) / "metadata.csv"
+    if not path.is_file():
+        raise CorpusError(f"{path} not found: an LJ Speech folder holds metadata.csv and wavs/")
+    clips, seen = [], set()
+    with path.open(encoding="utf-8", newline="") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            fields = line.split("|")
+            if len(fields) != 3 or not fields[0]:
+                raise CorpusError(
+                    f"{path}, line {number}: expected 'id|text|normalized text' (3 fields separated by '|'), "
+                    f"got {len(fields)} field(s): {line[:80]!r}"
+                )
+            clip_id = fields[0]
+            if clip_id in seen:
+                raise CorpusError(f"{path}, line {number}: clip id {clip_id!r} appears twice")
+            seen.add(clip_id)
+            clips.append(Clip(clip_id, fields[2]))
+    if not clips:
+        raise CorpusError(f"{path} has no clips")
+    return clips
+
+
+def split_ranges(n_clips: int) -> dict[str, range]:
+    """Contiguous train / validation / test ranges: 9,825 / 655 / 2,620 for 13,100 clips, else 75 / 5 / 20 %
+    (validation and test rounded down, at least one clip each; the rest is train)."""
+    if n_clips < 3:
+        raise CorpusError(f"a corpus needs at least 3 clips for train, validation and test; it has {n_clips}")
+    n_val, n_test = max(1, n_clips // 20), max(1, n_clips // 5)
+    n_train = n_clips - n_val - n_test
+    return {
+        "train": range(0, n_train),
+        "validation": range(n_train, n_train + n_val),
+        "test": range(n_train + n_val, n_clips),
+    }
+
+
+def load_waveform(corpus_dir: str | Path, clip_id: str) -> np.ndarray:
+    """The clip's samples as float32 in [-1, 1] (N,), as torchaudio loads 16-bit PCM."""
+    path = Path(corpus_dir) / "wavs" / f"{clip_id}.wav"
+    if not path.is_file():
+        raise CorpusError(f"{path} not found: metadata.csv lists {clip_id!r} but its wav file is missing")
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as err:
+        raise CorpusError(f"{path} cannot be read as audio ({err}); replace the file") from err
+    if rate != SAMPLE_RATE:
+        raise CorpusError(f"{path} is sampled at {rate} Hz; LJ Speech clips are {SAMPLE_RATE} Hz (no resampling)")
+    if samples.shape[1] != 1:
+        raise CorpusError(f"{path} has {samples.shape[1]} channels; LJ Speech clips are mono")
+    return np.ascontiguousarray(samples[:, 0])
+
+
+def load_split(corpus_dir: str | Path, split: str, workers: int = 4) -> list[tuple[np.ndarray, str]]:
+    """(waveform, normalized transcript) for every clip of the split, in metadata order."""
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    clips = read_metadata(corpus_dir)
+    chosen = [clips[i] for i in split_ranges(len(clips))[split]]
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # libsndfile reads release the GIL
+        waves = list(pool.map(lambda clip: load_waveform(corpus_dir, clip.id), chosen))
+    return [(wave, clip.text) for wave, clip in zip(waves, chosen)]
+
+
+def data_source(corpus_dir: str | Path) -> str:
+    """"real-<hash8>" or "standin-<hash8>": the hash of metadata.csv (and, for a stand-in, of how its
+    audio was made), so a run key changes whenever the transcripts or the voice change."""
+    corpus_dir = Path(corpus_dir)
+    metadata = corpus_dir / "metadata.csv"
+    if not metadata.is_file():
+        raise CorpusError(f"{metadata} not found: an LJ Speech folder holds metadata.csv and wavs/")
+    digest = hashlib.sha256(metadata.read_bytes())
+    marker = corpus_dir / STANDIN_MARKER
+    if marker.is_file():
+        made = json.loads(marker.read_text())
+        digest.update(json.dumps({k: made[k] for k in ("version", "espeak_ng", "voice")}, sort_keys=True).encode())
+        return f"standin-{digest.hexdigest()[:8]}"
+    return f"real-{digest.hexdigest()[:8]}"
+
+
+def prepare(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None) -> Path:
+    """The corpus folder to use: `data_dir/LJSpeech-1.1` when its metadata.csv exists (used whole;
+    `n_clips` only sizes a stand-in), else the stand-in of `n_clips` clips for `seed`, generated once."""
+    data_dir = Path(data_dir)
+    real = data_dir / REAL_FOLDER
+    if (real / "metadata.csv").is_file():
+        return real
+    return make_standin(data_dir, n_clips, seed, workers)
+
+
+# --- the stand-in corpus ----------------------------------------------------------------------------------
+
+def _espeak() -> str:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise EspeakMissingError(
+            "espeak-ng is not installed, and it speaks the stand-in LJ Speech corpus used when the real one is "
+            "absent: run `make setup` as root, or `sudo apt-get install espeak-ng` (or put LJ Speech 1.1 in "
+            f"<data dir>/{REAL_FOLDER}/)"
+        )
+    return exe
+
+
+def _espeak_version(exe: str) -> str:
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split(":")[1].split("Data")[0].strip() if ":" in out else out.strip()
+
+
+def _voice_settings(seed: int, index: int) -> tuple[int, int]:
+    """Speaking rate (words per minute) and pitch (0-99) of a clip."""
+    rng = random.Random(f"ljspeech-standin-voice/{seed}/{index}")
+    return rng.randint(160, 190), rng.randint(38, 62)
+
+
+def speak(text: str, rate: int = 175, pitch: int = 50, exe: str | None = None) -> np.ndarray:
+    """espeak-ng's int16 samples (22,050 Hz, mono) for the text. The text goes through stdin, so a leading
+    '-' is never read as an option; the same text and settings always give the same samples."""
+    exe = exe or _espeak()
+    proc = subprocess.run([exe, "-v", VOICE, "-s", str(rate), "-p", str(pitch), "--stdout"],
+                          input=text.encode("utf-8"), capture_output=True)
+    wav = proc.stdout
+    if proc.returncode != 0 or len(wav) < 44 or wav[:4] != b"RIFF" or wav[8:12] != b"WAVE" or wav[36:40] != b"data":
+        raise RuntimeError(f"espeak-ng failed on {text[:60]!r}: {proc.stderr.decode(errors='replace').strip()}")
+    channels, rate_hz, _, _, bits = struct.unpack("<HIIHH", wav[22:36])
+    if (channels, rate_hz, bits) != (1, SAMPLE_RATE, 16):
+        raise RuntimeError(f"espeak-ng wrote {channels} channel(s) at {rate_hz} Hz, {bits} bits; "
+                           f"expected mono {SAMPLE_RATE} Hz 16-bit")
+    return np.frombuffer(wav[44:], dtype="<i2").copy()  # the streamed header's sizes are placeholders
+
+
+def standin_folder(data_dir: str | Path, n_clips: int, seed: int = 0) -> Path:
+    return Path(data_dir) / f"ljspeech-standin-v{STANDIN_VERSION}-{n_clips}-s{seed}"
+
+
+def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None) -> Path:
+    """Generate (or reuse) the stand-in corpus. Written into a temporary folder and renamed into place, so an
+    interrupted generation never leaves a partial corpus behind."""
+    if n_clips < 3:
+        raise CorpusError(f"a stand-in corpus needs at least 3 clips (train, validation, test); asked for {n_clips}")
+    target = standin_folder(data_dir, n_clips, seed)
+    if target.exists():
+        if (target / "metadata.csv").is_file() and (target / STANDIN_MARKER).is_file():
+            return target
+        raise CorpusError(f"{target} exists but is not a complete stand-in corpus; delete it to regenerate it")
+    exe = _espeak()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "wavs").mkdir(parents=True)
+    try:
+        ids = [f"SI{1 + i // 1000:03d}-{1 + i % 1000:04d}" for i in range(n_clips)]
+        texts = [clip_text(seed, i) for i in range(n_clips)]
+
+        def write_clip(i: int) -> int:
+            rate, pitch = _voice_settings(seed, i)
+            samples = speak(texts[i][1], rate, pitch, exe)
+            sf.write(tmp / "wavs" / f"{ids[i]}.wav", samples, SAMPLE_RATE, subtype="PCM_16")
+            return len(samples)
+
+        workers = workers or min(8, os.cpu_count() or 1)
+        pool = ThreadPoolExecutor(max_workers=workers)  # the work happens in espeak-ng processes
+        try:
+            lengths = list(tqdm(pool.map(write_clip, range(n_clips)), total=n_clips, unit="clip",
+                                desc=f"speaking stand-in LJ Speech ({n_clips} clips)"))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C, do not speak the remaining clips
+        with (tmp / "metadata.csv").open("w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{clip_id}|{raw}|{normalized}\n" for clip_id, (raw, normalized) in zip(ids, texts))
+        seconds = np.asarray(lengths) / SAMPLE_RATE
+        (tmp / STANDIN_MARKER).write_text(json.dumps({
+            "version": STANDIN_VERSION, "seed": seed, "n_clips": n_clips, "voice": VOICE,
+            "espeak_ng": _espeak_version(exe), "sample_rate": SAMPLE_RATE,
+            "seconds": {"total": round(float(seconds.sum()), 2), "mean": round(float(seconds.mean()), 3),
+                        "max": round(float(seconds.max()), 3), "min": round(float(seconds.min()), 3)},
+        }, indent=2) + "\n")
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / STANDIN_MARKER).is_file():  # another process finished the same corpus first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporary folders left by generations of the same corpus whose process is gone."""
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue

@@ -1,0 +1,186 @@
+"""LJ Speech layout reading, splits, and the espeak-ng stand-in corpus (tiny corpora in tmp dirs)."""
+import json
+import re
+import shutil
+import string
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from hw2 import audio, text
+from hw2.data import ljspeech as lj
+from hw2.data import sentences
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    """A 6-clip stand-in corpus, generated once for this module."""
+    return lj.prepare(tmp_path_factory.mktemp("data"), 6, seed=0, workers=2)
+
+
+def write_corpus(root, rows, rate=22050, channels=1):
+    """A corpus in the real LJ Speech layout: rows of (id, raw text, normalized text, n samples)."""
+    wavs = root / "wavs"
+    wavs.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    samples = {}
+    for clip_id, _, _, n in rows:
+        pcm = rng.integers(-20000, 20000, size=(n, channels), dtype=np.int16)
+        sf.write(wavs / f"{clip_id}.wav", pcm, rate, subtype="PCM_16")
+        samples[clip_id] = pcm[:, 0]
+    (root / "metadata.csv").write_text("".join(f"{i}|{r}|{t}\n" for i, r, t, _ in rows), encoding="utf-8")
+    return samples
+
+
+# --- splits and the real layout --------------------------------------------------------------------------
+
+def test_split_sizes_of_the_homework_and_of_other_corpora():
+    splits = lj.split_ranges(13_100)
+    assert splits == {"train": range(0, 9825), "validation": range(9825, 10480), "test": range(10480, 13100)}
+    for n, sizes in ((6, (4, 1, 1)), (1500, (1125, 75, 300)), (300, (225, 15, 60)), (3, (1, 1, 1))):
+        s = lj.split_ranges(n)
+        assert (len(s["train"]), len(s["validation"]), len(s["test"])) == sizes
+        assert s["train"].start == 0 and s["train"].stop == s["validation"].start
+        assert s["validation"].stop == s["test"].start and s["test"].stop == n
+    with pytest.raises(lj.CorpusError, match="at least 3"):
+        lj.split_ranges(2)
+
+
+def test_real_layout_is_read_with_the_normalized_transcript(tmp_path):
+    real = tmp_path / "LJSpeech-1.1"
+    rows = [(f"LJ001-{i:04d}", f"Raw {i}: \"Mr. X\"", f"Raw {i}: \"Mister X\" number {i}", 4000 + 10 * i)
+            for i in range(1, 11)]
+    samples = write_corpus(real, rows)
+    assert lj.prepare(tmp_path, 500) == real  # the real corpus wins, whatever the stand-in size
+    clips = lj.read_metadata(real)
+    assert clips[0] == lj.Clip("LJ001-0001", 'Raw 1: "Mister X" number 1')
+    assert len(clips) == 10
+    wave = lj.load_waveform(real, "LJ001-0003")
+    assert wave.dtype == np.float32 and wave.shape == (4030,)
+    np.testing.assert_array_equal(wave, samples["LJ001-0003"] / np.float32(32768))
+    test_split = lj.load_split(real, "test")  # 10 clips: 7 / 1 / 2
+    assert [t for _, t in test_split] == [c.text for c in clips[8:]]
+    assert [len(w) for w, _ in test_split] == [4090, 4100]
+    assert re.fullmatch(r"real-[0-9a-f]{8}", lj.data_source(real))
+
+
+def test_malformed_metadata_names_the_file_and_line(tmp_path):
+    (tmp_path / "metadata.csv").write_text("LJ001-0001|a|a\nLJ001-0002|only two fields\n")
+    with pytest.raises(lj.CorpusError, match=r"metadata.csv, line 2: expected 'id\|text\|normalized text'"):
+        lj.read_metadata(tmp_path)
+    (tmp_path / "metadata.csv").write_text("LJ001-0001|a|a\n\nLJ001-0001|b|b\n")
+    with pytest.raises(lj.CorpusError, match="line 3: clip id 'LJ001-0001' appears twice"):
+        lj.read_metadata(tmp_path)
+    with pytest.raises(lj.CorpusError, match="not found"):
+        lj.read_metadata(tmp_path / "nowhere")
+    with pytest.raises(lj.CorpusError, match="unknown split 'dev'"):
+        lj.load_split(tmp_path, "dev")
+
+
+def test_bad_audio_gets_a_clear_error(tmp_path):
+    write_corpus(tmp_path / "rate", [("A", "a", "a", 1600)], rate=16000)
+    with pytest.raises(lj.CorpusError, match="16000 Hz.*22050 Hz"):
+        lj.load_waveform(tmp_path / "rate", "A")
+    write_corpus(tmp_path / "stereo", [("A", "a", "a", 1600)], channels=2)
+    with pytest.raises(lj.CorpusError, match="2 channels"):
+        lj.load_waveform(tmp_path / "stereo", "A")
+    with pytest.raises(lj.CorpusError, match="'B' but its wav file is missing"):
+        lj.load_waveform(tmp_path / "stereo", "B")
+    (tmp_path / "stereo" / "wavs" / "C.wav").write_bytes(b"not audio")
+    with pytest.raises(lj.CorpusError, match="cannot be read as audio"):
+        lj.load_waveform(tmp_path / "stereo", "C")
+
+
+# --- the generated sentences -----------------------------------------------------------------------------
+
+def test_sentences_use_the_vocabulary_plus_a_few_unknown_characters():
+    pairs = [sentences.clip_text(3, i) for i in range(400)]
+    normalized = "".join(n.lower() for _, n in pairs)
+    allowed = set(text.VOCAB[4:]) | set("'\";:!")
+    assert set(normalized) <= allowed, set(normalized) - allowed
+    assert set("'\";:!") <= set(normalized), "out-of-vocabulary characters should occur"
+    assert any(set(string.digits) & set(r) for r, _ in pairs), "raw text keeps digits, as LJ Speech does"
+    assert max(len(n) for _, n in pairs) <= sentences.MAX_NORMALIZED_CHARS
+    words = {w.strip(".,;:!?\"'").lower() for _, n in pairs for w in n.split()}
+    assert len(words) > 400
+
+
+def test_clip_text_is_a_function_of_seed_and_index():
+    assert sentences.clip_text(0, 5) == sentences.clip_text(0, 5)
+    assert sentences.clip_text(0, 5) != sentences.clip_text(1, 5)
+
+
+def test_numbers_are_spelled_out():
+    assert sentences.number_words(0) == "zero"
+    assert sentences.number_words(45) == "forty-five"
+    assert sentences.number_words(33_800) == "thirty-three thousand eight hundred"
+    assert sentences.ordinal_words(3) == "third" and sentences.ordinal_words(22) == "twenty-second"
+    assert sentences.ordinal_words(20) == "twentieth" and sentences.ordinal_words(11) == "eleventh"
+    assert sentences.year_words(1864) == "eighteen sixty-four"
+    assert sentences.year_words(1805) == "eighteen oh five" and sentences.year_words(1900) == "nineteen hundred"
+
+
+# --- the stand-in corpus ---------------------------------------------------------------------------------
+
+def test_standin_has_the_lj_speech_layout(standin):
+    assert standin.name == f"ljspeech-standin-v{lj.STANDIN_VERSION}-6-s0"
+    lines = (standin / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6
+    clips = lj.read_metadata(standin)
+    for line, clip in zip(lines, clips):
+        clip_id, raw, normalized = line.split("|")
+        assert (clip.id, clip.text) == (clip_id, normalized)
+        assert (raw, normalized) == sentences.clip_text(0, lines.index(line))
+        info = sf.info(standin / "wavs" / f"{clip_id}.wav")
+        assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
+        assert 0.5 < info.duration < 10.0
+    made = json.loads((standin / "standin.json").read_text())
+    assert made["n_clips"] == 6 and made["seed"] == 0
+    assert re.fullmatch(r"standin-[0-9a-f]{8}", lj.data_source(standin))
+    train = lj.load_split(standin, "train")
+    assert len(train) == 4 and train[0][1] == clips[0].text and train[0][0].dtype == np.float32
+    feats = audio.log_mel(train[0][0])
+    n_frames = audio.n_valid_frames(len(train[0][0]))
+    assert feats.shape == (80, 2754) and feats[:, n_frames:].abs().sum() == 0 and feats[:, :n_frames].abs().sum() > 0
+
+
+def test_standin_is_reused_and_deterministic(standin, tmp_path):
+    before = (standin / "metadata.csv").stat().st_mtime_ns
+    assert lj.prepare(standin.parent, 6, seed=0) == standin
+    assert (standin / "metadata.csv").stat().st_mtime_ns == before
+    again = lj.make_standin(tmp_path, 6, seed=0, workers=1)
+    assert (again / "metadata.csv").read_bytes() == (standin / "metadata.csv").read_bytes()
+    first = next((standin / "wavs").iterdir()).name
+    assert (again / "wavs" / first).read_bytes() == (standin / "wavs" / first).read_bytes()
+    assert lj.data_source(again) == lj.data_source(standin)
+
+
+def test_interrupted_generation_leaves_no_corpus(tmp_path, monkeypatch):
+    stale = tmp_path / f".{lj.standin_folder(tmp_path, 4).name}.tmp-999999999"  # a dead process's leftovers
+    stale.mkdir(parents=True)
+    calls = []
+
+    def failing_speak(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return np.zeros(22050, dtype=np.int16)
+
+    monkeypatch.setattr(lj, "speak", failing_speak)
+    with pytest.raises(KeyboardInterrupt):
+        lj.prepare(tmp_path, 4, workers=1)
+    assert list(tmp_path.iterdir()) == [], "neither a partial corpus nor temporary folders may remain"
+
+
+def test_incomplete_standin_folder_is_an_error(tmp_path):
+    lj.standin_folder(tmp_path, 5).mkdir(parents=True)
+    with pytest.raises(lj.CorpusError, match="delete it"):
+        lj.prepare(tmp_path, 5)
+
+
+def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(lj.EspeakMissingError, match=r"make setup.*apt-get install espeak-ng"):
+        lj.prepare(tmp_path, 6)
+    assert list(tmp_path.iterdir()) == []
