@@ -75,3 +75,26 @@ def q2_plan(profile: str) -> list[dict]:
         for no_maxpool in (False, True)
         for lr in Q2_LEARNING_RATES
     ]
+
+
+# --- Question 3: speech recognition on LJ Speech ---------------------------------------------------------
+
+Q3_DECODERS = ("rnn", "transformer")
+
+
+def q3_config(profile: str, **overrides):
+    """The ASR configuration of a profile: the skeleton's protocol on 13,100 clips in `full`; `quick` and
+    `smoke` train on a small stand-in corpus with the padded frames cropped (a result-changing option)."""
+    from hw2.train_asr import ASRConfig
+
+    base = {
+        "full": ASRConfig(),
+        "quick": ASRConfig(epochs=8, n_clips=600, audio_frames=640),
+        "smoke": ASRConfig(epochs=2, n_clips=24, audio_frames=256, batch_size=8, n_attention_clips=2),
+    }[resolve_profile(profile)]
+    return replace(base, **overrides)
+
+
+def q3_plan(profile: str) -> list[dict]:
+    """Run cells (a) and (b) of the notebook: one run per decoder."""
+    return [{"decoder": decoder} for decoder in Q3_DECODERS]
