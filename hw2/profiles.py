@@ -89,8 +89,8 @@ def q3_config(profile: str, **overrides):
 
     base = {
         "full": ASRConfig(),
-        "quick": ASRConfig(epochs=8, n_clips=600, audio_frames=640),
-        "smoke": ASRConfig(epochs=2, n_clips=24, audio_frames=256, batch_size=8, n_attention_clips=2),
+        "quick": ASRConfig(epochs=3, n_clips=400, audio_frames=1024),
+        "smoke": ASRConfig(epochs=2, n_clips=40, audio_frames=256, batch_size=8, n_attention_clips=2),
     }[resolve_profile(profile)]
     return replace(base, **overrides)
 

@@ -208,9 +208,9 @@ class SplitData:
         return log_mel(x, lengths, n_frames=self.n_frames)
 
     def audio(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """Features (B, 80, frames) of the clips at `index` (a host LongTensor or a slice)."""
+        """Features (B, 80, frames) of the clips at `index` (a LongTensor on the device, or a slice)."""
         if self.features is not None:
-            return self.features[index if isinstance(index, slice) else index.to(self.device)]
+            return self.features[index]
         rows = range(self.n)[index] if isinstance(index, slice) else index.tolist()
         return self._compute(rows)
 
@@ -281,11 +281,12 @@ def train_epoch(model: SpeechToText, optimizer: torch.optim.Optimizer, data: Spl
                 epoch: int, progress: bool = False) -> list[float]:
     """One teacher-forced pass over the shuffled training split; the batch losses (one sync at the end)."""
     order = torch.randperm(data.n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    order = order.to(data.device)  # one copy per epoch: a copy per step would wait for the GPU
     batches = [order[i:i + cfg.batch_size] for i in range(0, data.n, cfg.batch_size)]
     losses = torch.empty(len(batches), device=data.device)
     for b, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1} train", leave=False, disable=not progress,
                                    mininterval=2.0, file=sys.stdout)):
-        tokens = data.tokens[index.to(data.device)]
+        tokens = data.tokens[index]
         with _autocast(cfg, data.device):
             logits = model(data.audio(index), tokens[:, :-1])
         loss = _loss(logits, tokens[:, 1:], cfg)
