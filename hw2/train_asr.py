@@ -195,6 +195,7 @@ class SplitData:
             for start in range(0, self.n, self.FEATURE_CHUNK):
                 stop = min(start + self.FEATURE_CHUNK, self.n)
                 self.features[start:stop] = self._compute(range(start, stop))
+            self.waves = []  # the features are all that is needed now: free the host memory
 
     def _compute(self, index) -> torch.Tensor:
         waves = [self.waves[i] for i in index]
