@@ -179,3 +179,52 @@ def test_a_diverging_run_is_marked_with_its_epoch_and_keeps_its_history(env):
     assert run.summary["test_loss"] is None
     assert len(run.history) == 1 and not np.isfinite(run.history["train_loss"][0])
     assert "model.pt" not in run.summary["files"]
+
+
+def _clips(split: str, n: int):
+    from hw2.data import ljspeech
+
+    return ljspeech.load_split(train_asr.corpus_dir("smoke"), split)[:n]
+
+
+def test_features_cached_or_per_batch_equal_each_clip_alone(env):
+    from hw2.audio import log_mel
+
+    clips = _clips("train", 5)
+    cached = train_asr.SplitData(clips, 300, "cpu", cache_bytes=1 << 30)
+    per_batch = train_asr.SplitData(clips, 300, "cpu", cache_bytes=0)
+    assert cached.features is not None and per_batch.features is None
+    index = torch.tensor([4, 0, 2])
+    alone = torch.stack([log_mel(torch.from_numpy(clips[i][0]), n_frames=300) for i in (4, 0, 2)])
+    assert torch.allclose(cached.audio(index), alone, atol=1e-5)
+    assert torch.allclose(per_batch.audio(index), alone, atol=1e-5)
+
+
+def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
+    """Several batches at once, one shared encoding, cached decoding: the same record as the skeleton's
+    _eval_step run batch by batch (loss on model(audio, text), then generate recomputing the prefix)."""
+    import torch.nn.functional as F
+
+    from hw2.metrics import EpochAccumulator
+    from hw2.models.asr import build_asr_model
+
+    cfg = _tiny(eval_batch_size=3, decoder="transformer")
+    data = train_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)
+    torch.manual_seed(0)
+    model = build_asr_model("transformer", fused=True).eval()
+    with torch.no_grad():
+        model._dec._classifier.weight.mul_(20)  # varied tokens rather than one repeated
+    acc, per_sample, generated = train_asr.evaluate(model, data, cfg)
+    reference = EpochAccumulator()
+    with torch.no_grad():
+        for start in range(0, data.n, 3):
+            audio, tokens = data.audio(slice(start, start + 3)), data.tokens[start:start + 3]
+            loss = F.cross_entropy(model(audio, tokens[:, :-1]), tokens[:, 1:], label_smoothing=0.1)
+            gen = model.generate_recomputing(audio)
+            assert torch.equal(gen, generated[start:start + 3])
+            reference.add_batch(loss, tokens, gen)
+    ours, ref = acc.as_dict(), reference.as_dict()
+    assert ours["n"] == ref["n"] == [3, 3, 2]
+    for key in ref:
+        assert ours[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-6), key  # float32 loss rounding
+    assert len(per_sample) == 8
