@@ -41,17 +41,28 @@ def test_numpy_input_is_accepted():
 def test_batched_features_equal_each_clip_computed_alone():
     full = torch.from_numpy(REFERENCE["waveform"])
     rng = np.random.default_rng(0)
-    lengths = [55125, 30001, 201, 12345]  # 201 is the shortest clip reflect padding allows
-    clips = [full[:n] * float(rng.uniform(0.2, 1.5)) for n in lengths]
-    batch = torch.zeros(len(clips), max(lengths))
-    for row, clip in zip(batch, clips):
-        row[: len(clip)] = clip
-    feats = log_mel(batch, lengths=torch.tensor(lengths))
-    assert feats.shape == (4, 80, 2754)
+    # 201 is the shortest clip reflect padding allows.
+    lengths = [55125, 30001, 201, 12345, 40000, 1000]
+    clips = [full[-n:] * float(rng.uniform(0.2, 1.5)) for n in lengths]
+    batch, lens = audio.pad_waveforms(clips)
+    assert batch.shape == (6, 55125) and lens.tolist() == lengths
+    assert (batch[1, 30001:] == 0).all() and torch.equal(batch[1, :30001], clips[1])
+    feats = log_mel(batch, lengths=lens)
+    assert feats.shape == (6, 80, 2754)
     for k, clip in enumerate(clips):
         alone = log_mel(clip)
         np.testing.assert_allclose(feats[k].numpy(), alone.numpy(), rtol=0, atol=1e-5)
         assert (feats[k, :, 1 + lengths[k] // 160 :] == 0).all()
+
+
+def test_chunked_cpu_path_equals_one_pass(monkeypatch):
+    wave = torch.from_numpy(REFERENCE["waveform"])
+    batch, lengths = audio.pad_waveforms([wave[1000 * i: 1000 * i + 20000 + 4000 * i] * (0.3 + i) for i in range(7)])
+    chunked = log_mel(batch, lengths, n_frames=None)
+    monkeypatch.setattr(audio, "CPU_CHUNK", 64)
+    whole = log_mel(batch, lengths, n_frames=None)
+    assert chunked.shape == whole.shape == (7, 80, 1 + 44000 // 160)
+    np.testing.assert_allclose(chunked.numpy(), whole.numpy(), rtol=0, atol=1e-5)
 
 
 def test_n_frames_none_keeps_the_batch_frames_and_small_n_frames_crops():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from hw2.data.sentences import clip_text
 

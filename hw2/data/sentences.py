@@ -3,7 +3,7 @@
 Like LJ Speech's two text columns, the raw text has digits and abbreviations ("Dr. Hale paid $250 on
 March 3, 1864.") and the normalized text spells them out ("Doctor Hale paid two hundred fifty dollars on
 March third, eighteen sixty-four."); both keep the punctuation, including characters outside the
-recogniser's vocabulary (apostrophes, quotes, ";", ":", "!"). Dozens of templates over several hundred
+recogniser's vocabulary (apostrophes, quotes, ";", ":", "!"). Twenty-eight templates over several hundred
 open-class words, names, places and spelled-out numbers make the word sequence hard to guess from the
 grammar alone, so a decoder has to listen.
 
