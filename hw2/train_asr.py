@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hw2 import store, text
-from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames
+from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames, pad_waveforms
 from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator
 from hw2.models.asr import DECODERS, SpeechToText, build_asr_model, n_parameters
 from hw2.profiles import ConfigError, banner, data_dir, q3_config, q3_plan, resolve_device, resolve_profile
@@ -198,15 +198,8 @@ class SplitData:
             self.waves = []  # the features are all that is needed now: free the host memory
 
     def _compute(self, index) -> torch.Tensor:
-        waves = [self.waves[i] for i in index]
-        lengths = [len(w) for w in waves]
-        batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
-        for row, w in zip(batch, waves):
-            row[: len(w)] = w
-        x = torch.from_numpy(batch)
-        if self.device == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        return log_mel(x, lengths, n_frames=self.n_frames)
+        batch, lengths = pad_waveforms([self.waves[i] for i in index], self.device)
+        return log_mel(batch, lengths, n_frames=self.n_frames)
 
     def audio(self, index: torch.Tensor | slice) -> torch.Tensor:
         """Features (B, 80, frames) of the clips at `index` (a LongTensor on the device, or a slice)."""
