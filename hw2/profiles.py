@@ -89,7 +89,7 @@ def q3_config(profile: str, **overrides):
 
     base = {
         "full": ASRConfig(),
-        "quick": ASRConfig(epochs=3, n_clips=400, audio_frames=1024),
+        "quick": ASRConfig(epochs=4, n_clips=400, audio_frames=1024),
         "smoke": ASRConfig(epochs=2, n_clips=40, audio_frames=256, batch_size=8, n_attention_clips=2),
     }[resolve_profile(profile)]
     return replace(base, **overrides)

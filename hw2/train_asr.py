@@ -413,7 +413,8 @@ def _train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: 
 
     summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": n_parameters(model),
                "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": diverged_epoch,
-               "device": device, "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
+               "device": device, "torch_threads": torch.get_num_threads(),
+               "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
                "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
                "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
                "features_cached": data["train"].features is not None,
