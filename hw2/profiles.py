@@ -104,3 +104,26 @@ def q1_plan(profile: str) -> list[dict]:
     """One benchmark run, on the machine's default device (the notebook adds the profile)."""
     resolve_profile(profile)
     return [{"device": "auto"}]
+
+
+# --- Question 3: speech recognition on LJ Speech ---------------------------------------------------------
+
+Q3_DECODERS = ("rnn", "transformer")
+
+
+def q3_config(profile: str, **overrides):
+    """The ASR configuration of a profile: the skeleton's protocol on 13,100 clips in `full`; `quick` and
+    `smoke` train on a small stand-in corpus with the padded frames cropped (a result-changing option)."""
+    from hw2.train_asr import ASRConfig
+
+    base = {
+        "full": ASRConfig(),
+        "quick": ASRConfig(epochs=4, n_clips=400, audio_frames=1024),
+        "smoke": ASRConfig(epochs=2, n_clips=40, audio_frames=256, batch_size=8, n_attention_clips=2),
+    }[resolve_profile(profile)]
+    return replace(base, **overrides)
+
+
+def q3_plan(profile: str) -> list[dict]:
+    """Run cells (a) and (b) of the notebook: one run per decoder."""
+    return [{"decoder": decoder} for decoder in Q3_DECODERS]

@@ -1,0 +1,174 @@
+"""Question 3 speed: the skeleton's straightforward way against ours, in one process, on the same batches.
+
+Baseline: log-mel features computed per clip on the CPU inside a DataLoader (the skeleton's 2 workers,
+prefetch 2), fp32, explicit attention, and greedy decoding that runs the whole prefix through the decoder at
+every step (for the Transformer also the cross-attention keys and values of the encoder output).
+Ours: features computed once in batches on the device and kept there (the time to build that cache is
+printed separately: a run pays it once), fused attention, greedy decoding that carries the LSTM state or a
+key/value cache, several evaluation batches at once.
+
+Prints clips per second for training, for greedy decoding from the features (encoder included) and for the
+decoding loop alone (both decoders on the same encoder outputs), the ratios, and whether both decode exactly
+the same tokens (exit status 1 if not). The weights are those of the profile's finished run when there is
+one (so the decoded text is meaningful), else the initial weights.
+
+    python bench/q3_asr.py [--profile quick] [--decoder rnn transformer] [--frames N] [--device auto]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hw2 import store, text  # noqa: E402
+from hw2.audio import log_mel  # noqa: E402
+from hw2.data import ljspeech  # noqa: E402
+from hw2.models.asr import build_asr_model  # noqa: E402
+from hw2.profiles import q3_config, resolve_device, resolve_profile  # noqa: E402
+from hw2.train_asr import SplitData, corpus_dir, feature_cache_bytes, spec, torch_threads  # noqa: E402
+
+
+class PerClipFeatures(Dataset):
+    """The skeleton's data set: each item's features computed on the CPU when the loader asks for it."""
+
+    def __init__(self, clips, frames: int):
+        self.clips, self.frames = clips, frames
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        wave, transcript = self.clips[i]
+        return log_mel(torch.from_numpy(wave), n_frames=self.frames), text.encode(transcript)
+
+
+def loader(clips, frames: int, batch_size: int) -> DataLoader:
+    return DataLoader(PerClipFeatures(clips, frames), batch_size=batch_size, shuffle=False, num_workers=2,
+                      prefetch_factor=2)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_steps(model, batches, device: str) -> float:
+    """Seconds for one teacher-forced AdamW step per batch; `batches` yields (audio, tokens)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    sync(device)
+    start = time.perf_counter()
+    for audio, tokens in batches:
+        audio, tokens = audio.to(device), tokens.to(device)
+        loss = F.cross_entropy(model(audio, tokens[:, :-1]), tokens[:, 1:], label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int, n_decode: int,
+                  device: str) -> bool:
+    cfg = q3_config(profile, decoder=decoder, audio_frames=frames)
+    corpus = corpus_dir(profile)
+    bs, eval_bs = cfg.batch_size, cfg.eval_batch_size
+    train_clips = ljspeech.load_split(corpus, "train")[: n_train_batches * bs]
+    test_clips = ljspeech.load_split(corpus, "test")[:n_decode]
+
+    torch.manual_seed(cfg.seed)
+    baseline = build_asr_model(decoder, cfg.n_encoder_layers, fused=False).to(device)
+    ours = build_asr_model(decoder, cfg.n_encoder_layers, fused=cfg.fused_attention).to(device)
+    initial = {k: v.clone() for k, v in baseline.state_dict().items()}
+    ours.load_state_dict(initial)
+
+    # Training, on the same batches in the same order (the first clips of the training split).
+    t_base = train_steps(baseline, loader(train_clips, frames, bs), device)
+    start = time.perf_counter()
+    train_data = SplitData(train_clips, frames, device, feature_cache_bytes(device))
+    sync(device)
+    t_cache = time.perf_counter() - start
+    t_ours = train_steps(ours, ((train_data.audio(slice(i, i + bs)), train_data.tokens[i:i + bs])
+                                for i in range(0, train_data.n, bs)), device)
+    n_train = len(train_clips)
+
+    # Decoding, with the weights of the finished run if there is one.
+    run_path = spec({"decoder": decoder}, profile, ljspeech.data_source(corpus)).path
+    trained = store.check_complete(run_path) is None and frames == q3_config(profile).audio_frames
+    weights = torch.load(run_path / "model.pt", map_location=device) if trained else initial
+    baseline.load_state_dict(weights)
+    ours.load_state_dict(weights)
+    baseline.eval()
+    ours.eval()
+    with torch.no_grad():
+        sync(device)
+        start = time.perf_counter()
+        base_tokens = [baseline.generate_recomputing(audio.to(device)).cpu()
+                       for audio, _ in loader(test_clips, frames, eval_bs)]
+        sync(device)
+        d_base = time.perf_counter() - start
+        test_data = SplitData(test_clips, frames, device, feature_cache_bytes(device))
+        chunk = eval_bs * (16 if device == "cuda" else 4)
+        sync(device)
+        start = time.perf_counter()
+        our_tokens = [ours.generate(test_data.audio(slice(i, i + chunk))).cpu() for i in range(0, test_data.n, chunk)]
+        sync(device)
+        d_ours = time.perf_counter() - start
+        # The decoding loop alone: both decoders on the same encoder outputs, in the same batches of 16.
+        latents = [ours._enc(test_data.audio(slice(i, i + eval_bs))) for i in range(0, test_data.n, eval_bs)]
+        sync(device)
+        start = time.perf_counter()
+        loop_base = [baseline.generate_recomputing(latent=latent) for latent in latents]
+        sync(device)
+        l_base = time.perf_counter() - start
+        start = time.perf_counter()
+        loop_ours = [ours.generate(latent=latent) for latent in latents]
+        sync(device)
+        l_ours = time.perf_counter() - start
+    same = torch.equal(torch.cat(base_tokens), torch.cat(our_tokens))
+    same_loop = torch.equal(torch.cat(loop_base), torch.cat(loop_ours))
+
+    print(f"\n{decoder} decoder, {frames} frames, {device}, weights: {'trained run' if trained else 'initial'}")
+    print(f"  training  ({n_train} clips in batches of {bs}):  baseline {n_train / t_base:7.2f} clips/s   "
+          f"ours {n_train / t_ours:7.2f} clips/s   ratio {t_base / t_ours:5.2f}x   "
+          f"(our one-off feature cache: {t_cache:.2f} s)")
+    print(f"  decoding  ({len(test_clips)} clips, 98 greedy steps):  baseline {len(test_clips) / d_base:7.2f} clips/s   "
+          f"ours {len(test_clips) / d_ours:7.2f} clips/s   ratio {d_base / d_ours:5.2f}x   "
+          f"identical tokens: {same}")
+    print(f"  decoding loop alone (same encoder outputs, batches of {eval_bs}):  baseline "
+          f"{len(test_clips) / l_base:7.2f} clips/s   ours {len(test_clips) / l_ours:7.2f} clips/s   "
+          f"ratio {l_base / l_ours:5.2f}x   identical tokens: {same_loop}")
+    example = torch.cat(our_tokens)[0]
+    print(f"  first decoded clip: {text.decode_until_stop(example)!r}")
+    return same and same_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=None, help="corpus and frame count of this profile (default: auto)")
+    parser.add_argument("--decoder", nargs="+", default=["rnn", "transformer"], choices=["rnn", "transformer"])
+    parser.add_argument("--frames", type=int, default=None, help="audio frames (default: the profile's)")
+    parser.add_argument("--train-batches", type=int, default=2)
+    parser.add_argument("--decode-clips", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    profile = resolve_profile(args.profile)
+    device = resolve_device(args.device)
+    frames = args.frames or q3_config(profile).audio_frames
+    ok = True
+    with torch_threads(device):
+        print(f"[hw2] bench q3: profile={profile} data={ljspeech.data_source(corpus_dir(profile))} "
+              f"device={device} torch threads={torch.get_num_threads()}")
+        for decoder in args.decoder:
+            ok &= bench_decoder(decoder, profile, frames, args.train_batches, args.decode_clips, device)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

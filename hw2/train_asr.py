@@ -1,0 +1,444 @@
+"""Question 3: train, decode and score the speech recogniser as the course notebook does, only faster.
+
+The protocol (`full`) is the skeleton's: AdamW(1e-3, weight decay 0.01), a per-epoch linear warm-up from
+lr/100 over int(0.15 E) epochs then a linear decay to lr/100 over int(0.85 E), cross-entropy with label
+smoothing 0.1 over all 98 positions (padding included), teacher forcing, batches of 64 (train) and 16
+(evaluation), 15 epochs, seed 42. Every epoch: the validation loss and the three string similarities of
+greedy decodings (98 steps from "<"), aggregated as the skeleton plots them; at the end the same on test,
+aggregated as the skeleton prints them.
+
+What makes it fast does not change what is computed: the log-mel features are computed in batches on the
+device once and kept there when they fit, the training loop never waits for the host, evaluation runs
+several of the skeleton's 16-clip batches at once (the aggregation still sees batches of 16), and greedy
+decoding carries the LSTM state or a key/value cache. Options that may change results are explicit:
+`audio_frames` (crop the 2,754 padded frames; `full` keeps them all), `bf16` (autocast on CUDA only, off
+by default) and `fused_attention` (the same attention through `scaled_dot_product_attention`; equal to
+float rounding, tested).
+
+Run folder: config.json, history.csv (epoch, lr, train_loss, val_loss, val_<similarity> x 3, seconds,
+train_seconds), summary.json, metrics_raw.json (per-batch records as the skeleton pickles them),
+test_predictions.csv, attention.npz (cross-attention of a few validation clips), model.pt, env.json.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hw2 import store, text
+from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator
+from hw2.models.asr import DECODERS, SpeechToText, build_asr_model, n_parameters
+from hw2.profiles import ConfigError, banner, data_dir, q3_config, q3_plan, resolve_device, resolve_profile
+
+EXPERIMENT = "q3_asr"
+NOTEBOOK = "analysis/q3_asr.ipynb"
+SPLITS = ("train", "validation", "test")
+MAX_ENCODER_LAYERS = 12
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    """One training run. The defaults are the skeleton's (run cells (a) and (b)) on the full corpus."""
+
+    decoder: str = "rnn"
+    n_encoder_layers: int = 2  # the skeleton's code; the statement's appendix says 4
+    epochs: int = 15
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.15  # warm-up epochs: int(0.15 * epochs)
+    decay_fraction: float = 0.85  # decay epochs: int(0.85 * epochs)
+    lr_start_factor: float = 0.01  # warm-up starts at lr / 100
+    lr_end_factor: float = 0.01  # decay ends at lr / 100
+    batch_size: int = 64
+    eval_batch_size: int = 16
+    label_smoothing: float = 0.1
+    seed: int = 42
+    n_clips: int = 13_100  # corpus size (LJ Speech 1.1 has 13,100); splits 75 / 5 / 20 %
+    audio_frames: int = N_FRAMES  # frames per clip after padding/cropping; fewer changes results
+    fused_attention: bool = True  # scaled_dot_product_attention: same values to float rounding
+    bf16: bool = False  # bf16 autocast, on CUDA only
+    n_attention_clips: int = 4  # validation clips whose cross-attention is saved
+
+    def validate(self) -> "ASRConfig":
+        def positive_int(name: str, value, upper: int | None = None) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (upper and value > upper):
+                bound = f" and at most {upper}" if upper else ""
+                raise ConfigError(f"{name} must be a whole number of at least 1{bound}, got {value!r}")
+
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, got {self.decoder!r}")
+        positive_int("epochs", self.epochs)
+        positive_int("n_encoder_layers", self.n_encoder_layers, MAX_ENCODER_LAYERS)
+        positive_int("batch_size", self.batch_size)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        positive_int("audio_frames", self.audio_frames, N_FRAMES)
+        if self.n_clips < 20:
+            raise ConfigError(f"n_clips must be at least 20 so that every split has clips, got {self.n_clips}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative whole number, got {self.seed!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
+        return self
+
+
+def lr_schedule(cfg: ASRConfig) -> list[float]:
+    """The learning rate of each epoch: the skeleton's SequentialLR of two LinearLRs, stepped per epoch.
+
+    Warm-up from lr * start_factor to lr over W = int(0.15 E) epochs; at epoch W the decay takes over and
+    goes linearly to lr * end_factor over D = int(0.85 E) epochs, then stays there.
+    """
+    warm, decay = int(cfg.warmup_fraction * cfg.epochs), int(cfg.decay_fraction * cfg.epochs)
+    rates = []
+    for e in range(cfg.epochs):
+        if e < warm:
+            factor = cfg.lr_start_factor + (1 - cfg.lr_start_factor) * e / warm
+        else:
+            factor = 1 + (cfg.lr_end_factor - 1) * min(e - warm, decay) / decay if decay else 1.0
+        rates.append(cfg.lr * factor)
+    return rates
+
+
+# --- plan and run specification (the notebook and `python -m hw2 runs q3` share these) ---------------------
+
+def make_config(params: dict, profile: str) -> ASRConfig:
+    """The validated configuration for notebook parameters (decoder, epochs, seed, n_encoder_layers)."""
+    known = {"decoder", "epochs", "seed", "n_encoder_layers"}
+    unknown = set(params) - known - {"profile", "device"}
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}: the Q3 notebook takes "
+                          f"{sorted(known | {'profile', 'device'})}")
+    overrides = {k: v for k, v in params.items() if k in known and v is not None}
+    return q3_config(resolve_profile(profile), **overrides).validate()
+
+
+def slug(cfg: ASRConfig) -> str:
+    parts = [cfg.decoder]
+    if cfg.n_encoder_layers != ASRConfig.n_encoder_layers:
+        parts.append(f"enc{cfg.n_encoder_layers}")
+    if cfg.seed != ASRConfig.seed:
+        parts.append(f"seed{cfg.seed}")
+    return "-".join(parts)
+
+
+def corpus_dir(profile: str) -> Path:
+    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing)."""
+    from hw2.data import ljspeech
+
+    return ljspeech.prepare(data_dir(), q3_config(resolve_profile(profile)).n_clips)
+
+
+def prepare_data(profile: str) -> str:
+    from hw2.data import ljspeech
+
+    return ljspeech.data_source(corpus_dir(profile))
+
+
+def plan(profile: str) -> list[dict]:
+    return q3_plan(profile)
+
+
+def spec(params: dict, profile: str, data_source: str) -> store.RunSpec:
+    cfg = make_config(params, profile)
+    return store.RunSpec.create(EXPERIMENT, cfg, resolve_profile(profile), data_source, slug(cfg))
+
+
+def run_notebook(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
+                 device: str = "auto", n_encoder_layers: int = 2, progress: bool = True) -> store.LoadedRun:
+    """What the notebook does: validate, print the banner, produce (or reuse) the run and return it."""
+    from hw2.data import ljspeech
+
+    profile = resolve_profile(profile)
+    params = {"decoder": decoder, "epochs": epochs, "seed": seed, "n_encoder_layers": n_encoder_layers}
+    cfg = make_config(params, profile)
+    device = resolve_device(device)
+    corpus = corpus_dir(profile)
+    source = ljspeech.data_source(corpus)
+    print(banner(EXPERIMENT, profile, source, device), flush=True)
+    run_spec = store.RunSpec.create(EXPERIMENT, cfg, profile, source, slug(cfg))
+    return store.execute(run_spec, lambda run: train(run, cfg, corpus, device, progress=progress))
+
+
+# --- data on the device ------------------------------------------------------------------------------------
+
+class SplitData:
+    """One split: token ids on the device, and log-mel features cached on the device when they fit
+    (else computed per batch from the waveforms, on the device)."""
+
+    FEATURE_CHUNK = 64
+
+    def __init__(self, clips: list[tuple[np.ndarray, str]], n_frames: int, device: str, cache_bytes: int):
+        if not clips:
+            raise ConfigError("a split has no clips: use a larger corpus (n_clips)")
+        self.n = len(clips)
+        self.texts = [t for _, t in clips]
+        self.waves = [np.asarray(w, dtype=np.float32) for w, _ in clips]
+        self.n_frames = n_frames
+        self.device = device
+        self.tokens = text.encode_batch(self.texts).to(device)
+        self.valid_frames = [min(int(n_valid_frames(len(w))), n_frames) for w in self.waves]
+        self.features: torch.Tensor | None = None
+        if self.n * N_MELS * n_frames * 4 <= cache_bytes:
+            self.features = torch.empty(self.n, N_MELS, n_frames, device=device)
+            for start in range(0, self.n, self.FEATURE_CHUNK):
+                stop = min(start + self.FEATURE_CHUNK, self.n)
+                self.features[start:stop] = self._compute(range(start, stop))
+            self.waves = []  # the features are all that is needed now: free the host memory
+
+    def _compute(self, index) -> torch.Tensor:
+        batch, lengths = pad_waveforms([self.waves[i] for i in index], self.device)
+        return log_mel(batch, lengths, n_frames=self.n_frames)
+
+    def audio(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Features (B, 80, frames) of the clips at `index` (a LongTensor on the device, or a slice)."""
+        if self.features is not None:
+            return self.features[index]
+        rows = range(self.n)[index] if isinstance(index, slice) else index.tolist()
+        return self._compute(rows)
+
+
+def feature_cache_bytes(device: str) -> int:
+    """How many bytes of features to keep resident: half the free GPU memory, or 2 GiB of host memory."""
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free // 2
+    return 2 << 30
+
+
+def load_data(corpus: Path, cfg: ASRConfig, device: str) -> dict[str, SplitData]:
+    from hw2.data import ljspeech
+
+    budget = feature_cache_bytes(device)
+    data = {}
+    for split in SPLITS:
+        data[split] = SplitData(ljspeech.load_split(corpus, split), cfg.audio_frames, device, budget)
+        if data[split].features is not None:
+            budget -= data[split].features.numel() * 4
+    return data
+
+
+# --- training and evaluation -------------------------------------------------------------------------------
+
+def cpu_threads() -> int:
+    """Torch threads for a CPU run: $HW2_THREADS, default 1.
+
+    The model's ops are small (batches of 64 x 200 features; one token per decoding step), so a second
+    thread buys little on an idle machine and, on a shared one, makes every op wait for a descheduled
+    thread: measured here under load, a training step was 11x and greedy decoding 4x slower with 2 threads.
+    """
+    raw = os.environ.get("HW2_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"HW2_THREADS must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+@contextlib.contextmanager
+def torch_threads(device: str):
+    """Run with `cpu_threads()` torch threads on CPU (restored afterwards); unchanged on CUDA."""
+    before = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(cfg: ASRConfig, device: str):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device == "cuda")
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: ASRConfig, reduction: str = "mean") -> torch.Tensor:
+    # No ignore_index: the "@" padding positions count, as in the skeleton.
+    return F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing, reduction=reduction)
+
+
+def train_epoch(model: SpeechToText, optimizer: torch.optim.Optimizer, data: SplitData, cfg: ASRConfig,
+                epoch: int, progress: bool = False) -> list[float]:
+    """One teacher-forced pass over the shuffled training split; the batch losses (one sync at the end)."""
+    order = torch.randperm(data.n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    order = order.to(data.device)  # one copy per epoch: a copy per step would wait for the GPU
+    batches = [order[i:i + cfg.batch_size] for i in range(0, data.n, cfg.batch_size)]
+    losses = torch.empty(len(batches), device=data.device)
+    for b, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1} train", leave=False, disable=not progress,
+                                   mininterval=2.0, file=sys.stdout)):
+        tokens = data.tokens[index]
+        with _autocast(cfg, data.device):
+            logits = model(data.audio(index), tokens[:, :-1])
+        loss = _loss(logits, tokens[:, 1:], cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[b] = loss.detach()
+    return losses.tolist()
+
+
+@torch.no_grad()
+def evaluate(model: SpeechToText, data: SplitData, cfg: ASRConfig, progress: bool = False,
+             desc: str = "eval") -> tuple[EpochAccumulator, list[dict[str, float]], torch.Tensor]:
+    """Teacher-forced loss and greedy decoding of a split, aggregated in the skeleton's batches of 16.
+
+    Several batches run at once; the accumulator still gets one entry per skeleton batch. Returns it, the
+    per-sample similarities and the generated ids (N, 99) on the host.
+    """
+    chunk = cfg.eval_batch_size * (16 if data.device == "cuda" else 4)
+    losses, generated = [], []
+    for start in tqdm(range(0, data.n, chunk), desc=desc, leave=False, disable=not progress, mininterval=2.0,
+                      file=sys.stdout):
+        part = slice(start, min(start + chunk, data.n))
+        tokens = data.tokens[part]
+        with _autocast(cfg, data.device):
+            latent = model._enc(data.audio(part))
+            logits = model._dec(tokens[:, :-1], latent)
+            generated.append(model.generate(latent=latent))
+        losses.append(_loss(logits, tokens[:, 1:], cfg, reduction="none").mean(dim=1))
+    losses_host = torch.cat(losses).cpu().double()
+    generated_host = torch.cat(generated).cpu()
+    tokens_host = data.tokens.cpu()
+    acc, per_sample = EpochAccumulator(), []
+    for start in range(0, data.n, cfg.eval_batch_size):
+        part = slice(start, min(start + cfg.eval_batch_size, data.n))
+        sims = acc.add_batch(losses_host[part].mean().item(), tokens_host[part], generated_host[part])
+        per_sample += [dict(zip(sims, values)) for values in zip(*sims.values())]
+    return acc, per_sample, generated_host
+
+
+def attention_sample(model: SpeechToText, data: SplitData, cfg: ASRConfig) -> dict[str, np.ndarray]:
+    """Cross-attention weights of the first validation clips, teacher-forced on their transcripts."""
+    n = min(cfg.n_attention_clips, data.n)
+    tokens = data.tokens[:n]
+    audio = data.audio(slice(0, n))
+    weights = model.cross_attention(audio, tokens[:, :-1])  # (n, heads, 98, T_enc)
+    return {
+        "weights": weights.half().cpu().numpy(),
+        "tokens": tokens[:, :-1].cpu().numpy(),
+        "generated": model.generate(audio).cpu().numpy(),
+        "texts": np.array(data.texts[:n]),
+        "audio_frames": np.array(data.valid_frames[:n]),
+        "encoder_frames": np.array([(f + 1) // 2 for f in data.valid_frames[:n]]),
+    }
+
+
+def _predictions_csv(data: SplitData, generated: torch.Tensor, per_sample: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["index", "target", "prediction", *SIMILARITY_NAMES])
+    for i, (target, gen, sims) in enumerate(zip(data.tokens.cpu(), generated, per_sample)):
+        writer.writerow([i, text.decode(target), text.decode_until_stop(gen),
+                         *(f"{sims[name]:.6f}" for name in SIMILARITY_NAMES)])
+    return buf.getvalue()
+
+
+def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool = True) -> dict:
+    """Train, validate every epoch, test; write the artifacts into `run.dir`; return the summary."""
+    with torch_threads(device):
+        return _train(run, cfg, corpus, device, progress)
+
+
+def _train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool) -> dict:
+    seed_everything(cfg.seed)
+    model = build_asr_model(cfg.decoder, cfg.n_encoder_layers, fused=cfg.fused_attention).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device == "cuda")
+    rates = lr_schedule(cfg)
+    state = run.load_checkpoint()
+    start_epoch, raw_val, timings = 0, [], {"train_seconds": 0.0, "val_seconds": 0.0}
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, raw_val, timings = state["epoch"], state["raw_val"], state["timings"]
+
+    t0 = time.perf_counter()
+    data = load_data(corpus, cfg, device)
+    feature_seconds = time.perf_counter() - t0
+    print(f"[hw2] clips: {data['train'].n} train / {data['validation'].n} validation / {data['test'].n} test; "
+          f"{cfg.audio_frames} frames; features {'cached on ' + device if data['train'].features is not None else 'per batch'} "
+          f"({feature_seconds:.1f} s); {n_parameters(model):,} parameters", flush=True)
+
+    diverged_epoch = None
+    epochs = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.decoder} epochs", initial=start_epoch,
+                  total=cfg.epochs, disable=not progress, file=sys.stdout)
+    for epoch in epochs:
+        for group in optimizer.param_groups:
+            group["lr"] = rates[epoch]
+        t_start = time.perf_counter()
+        model.train()
+        batch_losses = train_epoch(model, optimizer, data["train"], cfg, epoch, progress)
+        train_seconds = time.perf_counter() - t_start
+        train_loss = sum(batch_losses) / len(batch_losses)
+        row = {"epoch": epoch + 1, "lr": rates[epoch], "train_loss": train_loss}
+        if not all(math.isfinite(v) for v in batch_losses):
+            diverged_epoch = epoch + 1
+            row.update({"val_loss": float("nan"), **{f"val_{n}": float("nan") for n in SIMILARITY_NAMES},
+                        "seconds": round(train_seconds, 3), "train_seconds": round(train_seconds, 3)})
+            run.log_epoch(row)
+            tqdm.write(f"[hw2] epoch {epoch + 1}: the training loss is not finite; the run diverged", sys.stdout)
+            break
+        model.eval()
+        acc, _, _ = evaluate(model, data["validation"], cfg, progress, desc=f"epoch {epoch + 1} validation")
+        seconds = time.perf_counter() - t_start
+        values = acc.epoch_values()
+        row.update({"val_loss": values["loss"], **{f"val_{n}": values[n] for n in SIMILARITY_NAMES},
+                    "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)})
+        raw_val.append(acc.as_dict())
+        timings = {"train_seconds": timings["train_seconds"] + train_seconds,
+                   "val_seconds": timings["val_seconds"] + seconds - train_seconds}
+        run.log_epoch(row)
+        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "raw_val": raw_val, "timings": timings})
+        tqdm.write(f"[{epoch + 1}] lr {rates[epoch]:.3g} train loss {train_loss:.3f} val loss {values['loss']:.3f} "
+                   + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
+                   + f" ({seconds:.1f} s)", sys.stdout)
+
+    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": n_parameters(model),
+               "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": diverged_epoch,
+               "device": device, "torch_threads": torch.get_num_threads(),
+               "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
+               "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
+               "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
+               "features_cached": data["train"].features is not None,
+               "feature_seconds": round(feature_seconds, 3), **{k: round(v, 3) for k, v in timings.items()}}
+    raw = {"validation": raw_val}
+    if diverged_epoch is not None:
+        run.write_json("metrics_raw.json", raw)
+        return {"status": "diverged", **summary,
+                **{f"test_{k}": None for k in ("loss", *SIMILARITY_NAMES)}}
+
+    model.eval()
+    t_start = time.perf_counter()
+    acc, per_sample, generated = evaluate(model, data["test"], cfg, progress, desc="test")
+    test_seconds = time.perf_counter() - t_start
+    test = acc.summary()
+    raw["test"] = acc.as_dict()
+    run.write_json("metrics_raw.json", raw)
+    run.write_text("test_predictions.csv", _predictions_csv(data["test"], generated, per_sample))
+    buf = attention_sample(model, data["validation"], cfg)
+    np.savez_compressed(run.dir / "attention.npz", **buf)
+    run.save_torch("model.pt", model.state_dict())
+    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()), flush=True)
+    return {**summary, "test_loss": test["loss"], **{f"test_{n}": test[n] for n in SIMILARITY_NAMES},
+            "test_seconds": round(test_seconds, 3),
+            "test_clips_per_s": round(data["test"].n / test_seconds, 2),
+            "train_clips_per_s": round(data["train"].n * len(run.history) / max(timings["train_seconds"], 1e-9), 2)}
+

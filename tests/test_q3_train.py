@@ -1,0 +1,230 @@
+"""Question 3 training: the skeleton's schedule, parameter validation, a smoke run of both decoders through
+the notebook, resume after an interrupted epoch, and divergence handling."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hw2 import store, train_asr
+from hw2.metrics import SIMILARITY_NAMES
+from hw2.profiles import ConfigError, q3_config, q3_plan
+from hw2.train_asr import ASRConfig, lr_schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+SKELETON_LRS = [1e-5, 5.05e-4, 1e-3, 9.175e-4, 8.35e-4, 7.525e-4, 6.7e-4, 5.875e-4, 5.05e-4, 4.225e-4, 3.4e-4,
+                2.575e-4, 1.75e-4, 9.25e-5, 1e-5]
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES), "seconds",
+                   "train_seconds"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A smoke-sized stand-in corpus and an empty results folder, shared by this module's runs."""
+    root = tmp_path_factory.mktemp("q3")
+    values = {"HW2_DATA_DIR": str(root / "data"), "HW2_RESULTS_DIR": str(root / "results")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for k, v in saved.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_learning_rates_are_the_skeletons_fifteen():
+    assert lr_schedule(ASRConfig()) == pytest.approx(SKELETON_LRS, rel=1e-9)
+
+
+@pytest.mark.parametrize("epochs", [2, 7, 15, 20])
+def test_learning_rates_equal_torchs_sequential_schedule(epochs):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([param], lr=1e-3)
+    warm, decay = int(0.15 * epochs), int(0.85 * epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "epoch parameter" warning at the milestone, as in the skeleton
+        sched = torch.optim.lr_scheduler.SequentialLR(opt, [
+            torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, warm),
+            torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.01, decay)], milestones=[warm])
+        rates = []
+        for _ in range(epochs):
+            rates.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    assert lr_schedule(ASRConfig(epochs=epochs)) == pytest.approx(rates, rel=1e-9)
+
+
+def test_full_profile_is_the_skeleton_protocol():
+    cfg = q3_config("full")
+    assert (cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.eval_batch_size) == (15, 1e-3, 0.01, 64, 16)
+    assert (cfg.label_smoothing, cfg.seed, cfg.n_encoder_layers, cfg.n_clips) == (0.1, 42, 2, 13_100)
+    assert cfg.audio_frames == 2754 and not cfg.bf16
+    assert q3_config("quick").audio_frames < 2754  # the explicit, result-changing crop is for quick only
+    assert [p["decoder"] for p in q3_plan("full")] == ["rnn", "transformer"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"decoder": "lstm"}, "decoder must be one of 'rnn', 'transformer'"),
+    ({"epochs": 0}, "epochs must be a whole number of at least 1"),
+    ({"epochs": 2.5}, "epochs must be a whole number"),
+    ({"n_encoder_layers": "4"}, "n_encoder_layers must be a whole number"),
+    ({"seed": -1}, "seed must be a non-negative whole number"),
+    ({"batch": 8}, "unknown parameter"),
+])
+def test_bad_parameters_are_clear_errors(params, message):
+    with pytest.raises(ConfigError, match=message):
+        train_asr.make_config(params, "smoke")
+
+
+def test_bad_device_and_profile_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        train_asr.run_notebook(device="gpu", profile="smoke")
+    with pytest.raises(ConfigError, match="unknown profile 'fast'"):
+        train_asr.run_notebook(profile="fast")
+
+
+def test_smoke_runs_of_both_decoders_through_the_notebook(env):
+    cmd = [sys.executable, "-m", "hw2", "runs", "q3", "--profile", "smoke"]
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[hw2] q3_asr: profile=smoke data=" in done.stdout + done.stderr  # the banner
+    source = train_asr.prepare_data("smoke")
+    cfg = q3_config("smoke")
+    for params in q3_plan("smoke"):
+        path = train_asr.spec(params, "smoke", source).path
+        assert store.check_complete(path) is None
+        run = store.load(path)
+        assert {"run.ipynb", "model.pt", "test_predictions.csv", "attention.npz", "metrics_raw.json"} <= set(
+            run.summary["files"])
+        assert list(run.history.columns) == HISTORY_COLUMNS
+        assert run.history["epoch"].tolist() == [1, 2]
+        assert run.history["lr"].tolist() == pytest.approx(lr_schedule(cfg))
+        assert run.summary["status"] == "complete" and run.summary["decoder"] == params["decoder"]
+        assert run.summary["n_params"] == {"rnn": 1_471_235, "transformer": 1_329_835}[params["decoder"]]
+        for key in ("test_loss", *(f"test_{n}" for n in SIMILARITY_NAMES)):
+            assert np.isfinite(run.summary[key]), key
+        with open(run.file("test_predictions.csv")) as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == run.summary["n_test"]
+        assert all(r["target"].startswith("<") and r["target"].endswith(">") for r in rows)
+        assert all(r["prediction"].startswith("<") and r["prediction"].endswith(">") for r in rows)
+        mean_dl = np.mean([float(r["damerau-levenshtein_similarity"]) for r in rows])
+        assert mean_dl == pytest.approx(run.summary["test_damerau-levenshtein_similarity"], abs=1e-5)
+        att = np.load(run.file("attention.npz"))
+        n = cfg.n_attention_clips
+        assert att["weights"].shape == (n, 2, 98, cfg.audio_frames // 2)
+        assert np.allclose(att["weights"].astype(np.float32).sum(-1), 1, atol=1e-2)
+        assert att["tokens"].shape == (n, 98) and att["generated"].shape == (n, 99)
+        raw = json.loads(run.file("metrics_raw.json").read_text())
+        assert len(raw["validation"]) == 2 and sum(raw["test"]["n"]) == run.summary["n_test"]
+    again = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert "2 complete, 0 to run" in again.stdout
+
+
+def test_a_bad_notebook_parameter_fails_with_the_message(env, tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="decoder must be one of"):
+        papermill.execute_notebook(str(ROOT / train_asr.NOTEBOOK), str(tmp_path / "out.ipynb"),
+                                   parameters={"decoder": "cnn", "profile": "smoke"}, cwd=str(ROOT),
+                                   kernel_name="python3", progress_bar=False)
+
+
+def _tiny(**overrides) -> ASRConfig:
+    return replace(q3_config("smoke"), audio_frames=64, **overrides)
+
+
+def _execute(cfg: ASRConfig, slug: str) -> store.LoadedRun:
+    corpus = train_asr.corpus_dir("smoke")
+    from hw2.data import ljspeech
+
+    spec = store.RunSpec.create(train_asr.EXPERIMENT, cfg, "smoke", ljspeech.data_source(corpus), slug)
+    return store.execute(spec, lambda run: train_asr.train(run, cfg, corpus, "cpu", progress=False))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_after_its_last_epoch(env, monkeypatch, capsys):
+    straight = _execute(_tiny(), "straight")
+    real = train_asr.train_epoch
+    calls = []
+
+    def interrupt_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Interrupted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_asr, "train_epoch", interrupt_second_epoch)
+    with pytest.raises(Interrupted):
+        _execute(_tiny(), "resumed")
+    monkeypatch.setattr(train_asr, "train_epoch", real)
+    resumed = _execute(_tiny(), "resumed")
+    assert "resuming resumed-smoke" in capsys.readouterr().out
+    cols = ["epoch", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES)]
+    assert resumed.history[cols].equals(straight.history[cols])
+    assert resumed.summary["test_loss"] == straight.summary["test_loss"]
+
+
+def test_a_diverging_run_is_marked_with_its_epoch_and_keeps_its_history(env):
+    run = _execute(_tiny(lr=1e30), "diverge")
+    assert run.summary["status"] == "diverged" and run.summary["diverged_epoch"] == 1
+    assert run.summary["test_loss"] is None
+    assert len(run.history) == 1 and not np.isfinite(run.history["train_loss"][0])
+    assert "model.pt" not in run.summary["files"]
+
+
+def _clips(split: str, n: int):
+    from hw2.data import ljspeech
+
+    return ljspeech.load_split(train_asr.corpus_dir("smoke"), split)[:n]
+
+
+def test_features_cached_or_per_batch_equal_each_clip_alone(env):
+    from hw2.audio import log_mel
+
+    clips = _clips("train", 5)
+    cached = train_asr.SplitData(clips, 300, "cpu", cache_bytes=1 << 30)
+    per_batch = train_asr.SplitData(clips, 300, "cpu", cache_bytes=0)
+    assert cached.features is not None and per_batch.features is None
+    index = torch.tensor([4, 0, 2])
+    alone = torch.stack([log_mel(torch.from_numpy(clips[i][0]), n_frames=300) for i in (4, 0, 2)])
+    assert torch.allclose(cached.audio(index), alone, atol=1e-5)
+    assert torch.allclose(per_batch.audio(index), alone, atol=1e-5)
+
+
+def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
+    """Several batches at once, one shared encoding, cached decoding: the same record as the skeleton's
+    _eval_step run batch by batch (loss on model(audio, text), then generate recomputing the prefix)."""
+    import torch.nn.functional as F
+
+    from hw2.metrics import EpochAccumulator
+    from hw2.models.asr import build_asr_model
+
+    cfg = _tiny(eval_batch_size=3, decoder="transformer")
+    data = train_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)
+    torch.manual_seed(0)
+    model = build_asr_model("transformer", fused=True).eval()
+    with torch.no_grad():
+        model._dec._classifier.weight.mul_(20)  # varied tokens rather than one repeated
+    acc, per_sample, generated = train_asr.evaluate(model, data, cfg)
+    reference = EpochAccumulator()
+    with torch.no_grad():
+        for start in range(0, data.n, 3):
+            audio, tokens = data.audio(slice(start, start + 3)), data.tokens[start:start + 3]
+            loss = F.cross_entropy(model(audio, tokens[:, :-1]), tokens[:, 1:], label_smoothing=0.1)
+            gen = model.generate_recomputing(audio)
+            assert torch.equal(gen, generated[start:start + 3])
+            reference.add_batch(loss, tokens, gen)
+    ours, ref = acc.as_dict(), reference.as_dict()
+    assert ours["n"] == ref["n"] == [3, 3, 2]
+    for key in ref:
+        assert ours[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-6), key  # float32 loss rounding
+    assert len(per_sample) == 8
