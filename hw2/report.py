@@ -115,6 +115,11 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 thread', '2 threads'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def versus(a: float, b: float, digits: int = 4) -> str:
     """'higher (0.8312 against 0.8176)': how `a` compares with `b`, with both values."""
     word = "equal" if fmt(a, digits) == fmt(b, digits) else ("lower" if a < b else "higher")
