@@ -23,10 +23,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hw2.data import octmnist  # noqa: E402
 from hw2.models.cnn import CNN  # noqa: E402
-from hw2.profiles import data_dir, resolve_device  # noqa: E402
-from hw2.train_cnn import StackedCNN, configure_seed, train_epoch  # noqa: E402
+from hw2.profiles import Q2_LEARNING_RATES, cpu_threads, data_dir, q2_config, q2_plan, resolve_device, torch_threads  # noqa: E402,E501
+from hw2.train_cnn import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402
 
-LRS = (0.1, 0.01, 0.001)
+DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 
 
 class ClassificationDataset(torch.utils.data.Dataset):
@@ -43,9 +43,9 @@ class ClassificationDataset(torch.utils.data.Dataset):
 
 
 def baseline_epochs(X, y, lr, no_maxpool, epochs, device):
-    configure_seed(42)
-    loader = torch.utils.data.DataLoader(ClassificationDataset(X, y), batch_size=8, shuffle=True)
-    model = CNN(0.7, no_maxpool=no_maxpool).to(device)
+    configure_seed(DEFAULT.seed)
+    loader = torch.utils.data.DataLoader(ClassificationDataset(X, y), batch_size=DEFAULT.batch_size, shuffle=True)
+    model = CNN(DEFAULT.dropout, no_maxpool=no_maxpool).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     criterion = nn.NLLLoss()
     losses, start = [], time.perf_counter()
@@ -61,12 +61,12 @@ def baseline_epochs(X, y, lr, no_maxpool, epochs, device):
 
 
 def ours_epochs(X, y, lrs, no_maxpool, epochs, device):
-    configure_seed(42)
-    model = StackedCNN([CNN(0.7, no_maxpool).state_dict()] * len(lrs), no_maxpool, 0.7, device)
+    configure_seed(DEFAULT.seed)
+    model = StackedCNN([CNN(DEFAULT.dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, DEFAULT.dropout, device)
     X, y, lr_t = X.to(device), y.to(device), torch.tensor(lrs, device=device)
     losses, start = [], time.perf_counter()
     for _ in range(epochs):
-        losses.append(train_epoch(model, X, y, lr_t, 8))
+        losses.append(train_epoch(model, X, y, lr_t, DEFAULT.batch_size))
     losses = torch.cat(losses).cpu()  # the only host sync
     if device == "cuda":
         torch.cuda.synchronize()
@@ -81,37 +81,43 @@ def main() -> None:
     parser.add_argument("--no-maxpool", action="store_true")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    data = octmnist.load(octmnist.prepare(data_dir()), n_train=args.n_train)
+    path = octmnist.prepare(data_dir())
+    data = octmnist.load(path, n_train=args.n_train)
     X, y = data.train_X, data.train_y
-    steps = math.ceil(len(X) / 8)
-    print(f"data: {octmnist.data_source(octmnist.prepare(data_dir()))}, {len(X)} training images, "
-          f"{steps} SGD steps of batch 8 per epoch; device={device}; variant "
-          f"{'no-maxpool' if args.no_maxpool else 'maxpool'}; {args.epochs} epoch(s) per measurement")
+    bs = DEFAULT.batch_size
+    steps = math.ceil(len(X) / bs)
+    print(f"data: {octmnist.data_source(path)}, {len(X)} training images, {steps} SGD steps of batch {bs} per "
+          f"epoch; device={device}; variant {'no-maxpool' if args.no_maxpool else 'maxpool'}; "
+          f"{args.epochs} epoch(s) per measurement")
 
     default_threads = torch.get_num_threads()
-    base_s, base_loss, base_steps = baseline_epochs(X, y, 0.01, args.no_maxpool, args.epochs, device)
-    print(f"baseline  (DataLoader, loss.item(), {default_threads} threads), lr 0.01: {base_s:8.2f} s/epoch  "
+    base_s, base_loss, base_steps = baseline_epochs(X, y, DEFAULT.lr, args.no_maxpool, args.epochs, device)
+    print(f"baseline  (DataLoader, loss.item(), {default_threads} threads), lr {DEFAULT.lr:g}: {base_s:8.2f} s/epoch  "
           f"mean loss {base_loss:.6f}  steps {base_steps}")
-    if device == "cpu":
-        torch.set_num_threads(1)
-    one_s, one_loss, one_steps = ours_epochs(X, y, [0.01], args.no_maxpool, args.epochs, device)
-    print(f"ours      (resident, no per-step sync), lr 0.01:   {one_s:8.2f} s/epoch  "
-          f"mean loss {one_loss[0]:.6f}  steps {one_steps}")
-    sweep_s, sweep_loss, _ = ours_epochs(X, y, list(LRS), args.no_maxpool, args.epochs, device)
-    print(f"ours, the 3 learning rates stacked:             {sweep_s:8.2f} s/epoch for 3 runs = "
-          f"{sweep_s / 3:.2f} s per run-epoch  mean losses " + " ".join(f"{v:.6f}" for v in sweep_loss))
-    torch.set_num_threads(default_threads)
+    lrs = list(Q2_LEARNING_RATES)
+    with torch_threads(cpu_threads() if device == "cpu" else None):
+        one_s, one_loss, one_steps = ours_epochs(X, y, [DEFAULT.lr], args.no_maxpool, args.epochs, device)
+        print(f"ours      (resident, no per-step sync), lr {DEFAULT.lr:g}:   {one_s:8.2f} s/epoch  "
+              f"mean loss {one_loss[0]:.6f}  steps {one_steps}")
+        sweep_s, sweep_loss, _ = ours_epochs(X, y, lrs, args.no_maxpool, args.epochs, device)
+    G = len(lrs)
+    print(f"ours, the {G} learning rates stacked:             {sweep_s:8.2f} s/epoch for {G} runs = "
+          f"{sweep_s / G:.2f} s per run-epoch  mean losses " + " ".join(f"{v:.6f}" for v in sweep_loss))
 
     print(f"ratio, one run:            {base_s / one_s:5.2f}x  (baseline s/epoch / ours s/epoch)")
-    print(f"ratio, per run in a sweep: {base_s / (sweep_s / 3):5.2f}x")
-    print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr 0.01), "
-          f"{abs(base_loss - sweep_loss[1]):.2e} (stacked)")
-    full_epochs = 2 * 15 * 97_477 / len(X)  # run-epochs of the full sweep, per 3-run group, in units of this data
-    print(f"projected full 6-run sweep (2 variants x 15 epochs x 12,185 steps), training only: "
-          f"baseline {6 * 15 * base_s * 97_477 / len(X) / 60:.1f} min, "
-          f"ours {full_epochs * sweep_s / 60:.1f} min one variant after the other, "
-          f"{full_epochs * sweep_s / 2 / 60:.1f} min with the two variants side by side on 2 cores")
-
+    print(f"ratio, per run in a sweep: {base_s / (sweep_s / G):5.2f}x")
+    print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr {DEFAULT.lr:g}), "
+          f"{abs(base_loss - sweep_loss[lrs.index(DEFAULT.lr)]):.2e} (stacked)")
+    # Projection to the full protocol from this measurement (this variant's time per step for every run).
+    full = q2_config("full")
+    full_steps = math.ceil(sum(octmnist.CLASS_COUNTS["train"]) / full.batch_size)
+    n_runs, n_groups = len(q2_plan("full")), len(q2_plan("full")) // G
+    per_step = {"baseline": base_s / steps, "stacked": sweep_s / steps}
+    print(f"projected full sweep ({n_runs} runs, {full.epochs} epochs of {full_steps:,} steps), training only: "
+          f"baseline {n_runs * full.epochs * full_steps * per_step['baseline'] / 60:.1f} min, ours "
+          f"{n_groups * full.epochs * full_steps * per_step['stacked'] / 60:.1f} min one variant after the other, "
+          f"{full.epochs * full_steps * per_step['stacked'] / 60:.1f} min with the variants side by side "
+          f"(one core each)")
 
 if __name__ == "__main__":
     main()

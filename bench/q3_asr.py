@@ -31,8 +31,8 @@ from hw2 import store, text  # noqa: E402
 from hw2.audio import log_mel  # noqa: E402
 from hw2.data import ljspeech  # noqa: E402
 from hw2.models.asr import build_asr_model  # noqa: E402
-from hw2.profiles import q3_config, resolve_device, resolve_profile  # noqa: E402
-from hw2.train_asr import SplitData, corpus_dir, feature_cache_bytes, spec, torch_threads  # noqa: E402
+from hw2.profiles import cpu_threads, q3_config, resolve_device, resolve_profile, torch_threads  # noqa: E402
+from hw2.train_asr import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
 
 
 class PerClipFeatures(Dataset):
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     frames = args.frames or q3_config(profile).audio_frames
     ok = True
-    with torch_threads(device):
+    with torch_threads(cpu_threads() if device == "cpu" else None):
         print(f"[hw2] bench q3: profile={profile} data={ljspeech.data_source(corpus_dir(profile))} "
               f"device={device} torch threads={torch.get_num_threads()}")
         for decoder in args.decoder:

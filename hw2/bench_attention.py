@@ -37,7 +37,7 @@ import torch
 
 from hw2 import store
 from hw2.attention import taylor
-from hw2.profiles import ConfigError, banner, resolve_device, resolve_profile
+from hw2.profiles import ConfigError, banner, resolve_device, resolve_profile, torch_threads
 
 EXPERIMENT = "q1_attention"
 NOTEBOOK = "analysis/q1_attention.ipynb"
@@ -135,7 +135,9 @@ def run(profile: str | None = None, device: str = "auto") -> store.LoadedRun:
     profile, device = validate_params(profile, device)
     cfg = config(profile, device)
     print(banner(EXPERIMENT, profile, DATA_SOURCE, cfg.device), flush=True)
-    return store.execute(spec({"device": cfg.device}, profile, DATA_SOURCE), lambda r: measure(r, cfg))
+    with torch_threads(cfg.threads):
+        return store.execute(spec({"device": cfg.device}, profile, DATA_SOURCE), lambda r: measure(r, cfg),
+                             cfg.device)
 
 
 # --- measurement --------------------------------------------------------------------------------------------
@@ -413,14 +415,8 @@ def summarise_errors(rows: list[dict], cfg: AttentionBenchConfig) -> dict:
 def measure(run: store.Run, cfg: AttentionBenchConfig) -> dict:
     """The whole run: timings, analysis, error study. Returns summary.json's content."""
     torch.manual_seed(cfg.seed)
-    threads = torch.get_num_threads()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    try:
-        state = benchmark(run, cfg)
-    finally:
-        used = torch.get_num_threads()
-        torch.set_num_threads(threads)
+    used = torch.get_num_threads()
+    state = benchmark(run, cfg)
     analysis = analyse(run.history, cfg)
     rows = error_study(cfg)
     store.write_csv(run.dir / "approx_error.csv", rows)

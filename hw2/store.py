@@ -25,7 +25,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -361,16 +360,17 @@ def locked(spec: RunSpec):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def execute(spec: RunSpec, train: Callable[[Run], dict]) -> "LoadedRun":
+def execute(spec: RunSpec, train: Callable[[Run], dict], device: str | None = None) -> "LoadedRun":
     """Produce the run `spec` (reusing it when complete, resuming it when partial) and return it loaded.
 
     `train(run)` does the work inside `run.dir`, resuming from `run.load_checkpoint()`, and returns the
     summary dict; `execute` seals the folder.
     """
-    return execute_many([spec], lambda runs: [train(runs[0])])[0]
+    return execute_many([spec], lambda runs: [train(runs[0])], device)[0]
 
 
-def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]]) -> list["LoadedRun"]:
+def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]],
+                 device: str | None = None) -> list["LoadedRun"]:
     """`execute` for runs trained together (e.g. a learning-rate sweep sharing one stacked model).
 
     Complete runs are reused; `train` gets only the runs still to do and returns one summary per run.
@@ -395,7 +395,7 @@ def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]])
         if todo:
             summaries = train(todo)
             for run, summary in zip(todo, summaries, strict=True):
-                run.finish(summary)
+                run.finish(summary, {"device": device, "seed": run.spec.config.get("seed")})
         return [load(spec.path) for spec in specs]
 
 

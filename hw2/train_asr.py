@@ -21,9 +21,7 @@ test_predictions.csv, attention.npz (cross-attention of a few validation clips),
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
 import sys
 import time
@@ -38,8 +36,10 @@ from tqdm import tqdm
 from hw2 import store, text
 from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames, pad_waveforms
 from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator
-from hw2.models.asr import DECODERS, SpeechToText, build_asr_model, n_parameters
-from hw2.profiles import ConfigError, banner, data_dir, q3_config, q3_plan, resolve_device, resolve_profile
+from hw2.models.asr import DECODERS, SpeechToText, build_asr_model
+from hw2.models.cnn import count_trainable_params
+from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q3_config, q3_plan, resolve_device,
+                          resolve_profile, torch_threads)
 
 EXPERIMENT = "q3_asr"
 NOTEBOOK = "analysis/q3_asr.ipynb"
@@ -167,8 +167,9 @@ def run_notebook(decoder: str = "rnn", epochs: int | None = None, profile: str |
     corpus = corpus_dir(profile)
     source = ljspeech.data_source(corpus)
     print(banner(EXPERIMENT, profile, source, device), flush=True)
-    run_spec = store.RunSpec.create(EXPERIMENT, cfg, profile, source, slug(cfg))
-    return store.execute(run_spec, lambda run: train(run, cfg, corpus, device, progress=progress))
+    with torch_threads(cpu_threads() if device == "cpu" else None):
+        return store.execute(spec(params, profile, source), lambda run: train(run, cfg, corpus, device, progress),
+                             device)
 
 
 # --- data on the device ------------------------------------------------------------------------------------
@@ -230,31 +231,6 @@ def load_data(corpus: Path, cfg: ASRConfig, device: str) -> dict[str, SplitData]
 
 
 # --- training and evaluation -------------------------------------------------------------------------------
-
-def cpu_threads() -> int:
-    """Torch threads for a CPU run: $HW2_THREADS, default 1.
-
-    The model's ops are small (batches of 64 x 200 features; one token per decoding step), so a second
-    thread buys little on an idle machine and, on a shared one, makes every op wait for a descheduled
-    thread: measured here under load, a training step was 11x and greedy decoding 4x slower with 2 threads.
-    """
-    raw = os.environ.get("HW2_THREADS", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"HW2_THREADS must be a whole number of at least 1, got {raw!r}")
-    return int(raw)
-
-
-@contextlib.contextmanager
-def torch_threads(device: str):
-    """Run with `cpu_threads()` torch threads on CPU (restored afterwards); unchanged on CUDA."""
-    before = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(cpu_threads())
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -352,11 +328,6 @@ def _predictions_csv(data: SplitData, generated: torch.Tensor, per_sample: list[
 
 def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool = True) -> dict:
     """Train, validate every epoch, test; write the artifacts into `run.dir`; return the summary."""
-    with torch_threads(device):
-        return _train(run, cfg, corpus, device, progress)
-
-
-def _train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool) -> dict:
     seed_everything(cfg.seed)
     model = build_asr_model(cfg.decoder, cfg.n_encoder_layers, fused=cfg.fused_attention).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -374,7 +345,7 @@ def _train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: 
     feature_seconds = time.perf_counter() - t0
     print(f"[hw2] clips: {data['train'].n} train / {data['validation'].n} validation / {data['test'].n} test; "
           f"{cfg.audio_frames} frames; features {'cached on ' + device if data['train'].features is not None else 'per batch'} "
-          f"({feature_seconds:.1f} s); {n_parameters(model):,} parameters", flush=True)
+          f"({feature_seconds:.1f} s); {count_trainable_params(model):,} parameters", flush=True)
 
     diverged_epoch = None
     epochs = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.decoder} epochs", initial=start_epoch,
@@ -411,7 +382,7 @@ def _train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: 
                    + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
                    + f" ({seconds:.1f} s)", sys.stdout)
 
-    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": n_parameters(model),
+    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": count_trainable_params(model),
                "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": diverged_epoch,
                "device": device, "torch_threads": torch.get_num_threads(),
                "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",

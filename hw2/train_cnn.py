@@ -30,7 +30,8 @@ from tqdm import tqdm
 from hw2 import store
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
-from hw2.profiles import ConfigError, PROFILES, banner, data_dir, q2_config, q2_plan, resolve_device, resolve_profile
+from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
+                          resolve_profile, torch_threads)
 
 EXPERIMENT = "q2_cnn"
 NOTEBOOK = "analysis/q2_cnn.ipynb"
@@ -314,8 +315,6 @@ def plan(profile: str) -> list[dict]:
 def validate_params(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None,
                     device="auto") -> tuple[list[CNNConfig], str, str]:
     """Check the notebook's parameters; return the run configs, profile and device, or raise ConfigError."""
-    if profile is not None and profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
     profile = resolve_profile(profile)
     lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr]
     if not lrs:
@@ -356,8 +355,6 @@ def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, 
     path = octmnist.prepare(data_dir())
     source = octmnist.data_source(path)
     print(banner(EXPERIMENT, profile, source, device), flush=True)
-    if device == "cpu":
-        torch.set_num_threads(1)  # batch-8 ops are too small to gain from threads; run sweeps side by side
     run_specs = [spec(c, profile, source) for c in configs]
 
     def train(runs: list[store.Run]) -> list[dict]:
@@ -365,4 +362,5 @@ def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, 
         data = Data.load(path, todo[0], device)
         return train_together(runs, todo, data, device, progress=progress)
 
-    return store.execute_many(run_specs, train)
+    with torch_threads(cpu_threads() if device == "cpu" else None):
+        return store.execute_many(run_specs, train, device)

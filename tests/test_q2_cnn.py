@@ -1,7 +1,6 @@
 """Question 2: the CNN, the OCTMNIST data, and a trainer faithful to the skeleton."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -184,6 +183,8 @@ def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, re
     assert run.summary["n_train"] == 400 and run.summary["steps_per_epoch"] == 50
     assert run.summary["final_train_loss"] == pytest.approx(h["train_loss_cumulative"].iloc[-1])
     assert run.summary["n_params"] == 224_892
+    # env.json records what the run ran with (one torch thread on CPU, sealed before it is restored).
+    assert (run.env["device"], run.env["seed"], run.env["torch_threads"]) == ("cpu", 42, 1)
     state = torch.load(run.file("model.pt"))
     assert CNN().load_state_dict(state) is not None
 

@@ -6,12 +6,6 @@ from hw2 import report
 from hw2.store import RunError
 
 
-@pytest.fixture
-def results(tmp_path, monkeypatch):
-    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path / "results"))
-    return tmp_path / "results"
-
-
 def test_mean_std_and_versus():
     assert report.mean_std([0.5]) == "0.5000"
     assert report.mean_std([0.5, 0.7]) == "0.6000 ± 0.1414"
@@ -19,7 +13,7 @@ def test_mean_std_and_versus():
     assert report.versus(0.1, 0.1) == "equal (0.1000 against 0.1000)"
 
 
-def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results):
+def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results_dir):
     runs = runfolders.q2_runs(seeds=(1, 2))
     q2 = report.Q2Results("smoke")
     assert q2.seeds == 2
@@ -30,7 +24,7 @@ def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results):
     assert "profile smoke" in table and "generated stand\\-in data" in table
 
 
-def test_missing_runs_name_the_make_target(results):
+def test_missing_runs_name_the_make_target(results_dir):
     with pytest.raises(RunError, match=r"run `PROFILE=smoke make runs-q2` first"):
         report.Q2Results("smoke")
     runfolders.q3_runs()
@@ -40,7 +34,7 @@ def test_missing_runs_name_the_make_target(results):
         report.Q1Results("smoke")
 
 
-def test_figures_need_axis_labels(results, tmp_path, monkeypatch):
+def test_figures_need_axis_labels(results_dir, tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")

@@ -2,7 +2,6 @@
 import os
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 

@@ -316,8 +316,3 @@ class SpeechToText(nn.Module):
 def build_asr_model(decoder: str = "rnn", n_encoder_layers: int = 2, fused: bool = False) -> SpeechToText:
     """The model of run cell (a) (`decoder="rnn"`) or (b) (`"transformer"`), with the skeleton's sizes."""
     return SpeechToText(decoder, n_encoder_layers, fused)
-
-
-def n_parameters(module: nn.Module) -> int:
-    """Elements of every trainable parameter."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
