@@ -440,14 +440,20 @@ def list_runs(experiment: str, profile: str | None = None, current_code: bool = 
     root = results_dir() / experiment
     runs = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        if path.name.startswith(".") or path.name.endswith(".partial") or check_complete(path):
+        if path.name.startswith(".") or path.name.endswith(".partial"):
             continue
-        run = load(path)
-        if profile and run.summary["profile"] != profile:
+        try:  # filter on summary.json before loading the rest (and checking the manifest) in `load`
+            summary = json.loads((path / "summary.json").read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if current_code and run.summary["code"] != code_hash(experiment):
+        if profile and summary.get("profile") != profile:
             continue
-        runs.append(run)
+        if current_code and summary.get("code") != code_hash(experiment):
+            continue
+        try:
+            runs.append(load(path))
+        except RunError:  # incomplete or damaged: not a run to show
+            continue
     return runs
 
 
