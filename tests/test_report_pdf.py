@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import bench_attention, report, store
+from hw2 import bench_attention, report, store, train_asr, train_cnn
+from hw2.data import octmnist
 from hw2.render import render
 
 
@@ -38,12 +39,22 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(tmp_path_factory, octmnist_standin):
     tmp = tmp_path_factory.mktemp("report")
     mp = pytest.MonkeyPatch()
     mp.setenv("HW2_RESULTS_DIR", str(tmp / "results"))
     mp.setenv("PROFILE", "smoke")
-    runs = {"q1": [bench_attention.run("smoke")], "q2": runfolders.q2_runs(), "q3": runfolders.q3_runs()}
+    data = tmp / "data"  # the session's stand-in OCTMNIST; the LJ Speech stand-in is generated beside it
+    data.mkdir()
+    for name in (octmnist.FILE, octmnist.STANDIN_MARKER):
+        (data / name).symlink_to(octmnist_standin.parent / name)
+    mp.setenv("HW2_DATA_DIR", str(data))
+    # Real smoke runs of every question, as `PROFILE=smoke make report` makes them (in-process here; the
+    # notebooks are executed by each question's own tests).
+    runs = {"q1": [bench_attention.run("smoke")],
+            "q2": [r for params in train_cnn.plan("smoke")
+                   for r in train_cnn.run(**params, profile="smoke", progress=False)],
+            "q3": [train_asr.run_notebook(d, profile="smoke", progress=False) for d in ("rnn", "transformer")]}
     project = tmp / "project"
     (project / "hw2").mkdir(parents=True)
     shutil.copy(ROOT / "_quarto.yml", project)
