@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,22 @@ XREF_KINDS = ("fig", "tbl", "eq", "sec")
 INCLUDE_RE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}\s*$")
 SHORTCODE_RE = re.compile(r"\{\{<\s*([\w-]+)")
 FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*)$")
+
+
+def fenced(texts: Iterable[str]) -> Iterator[bool]:
+    """For each line, whether it belongs to a fenced code block (its fence lines included). A fence closes
+    only on a line of its own character, at least as long, and nothing else, as `parse` reads blocks."""
+    marker = None
+    for text in texts:
+        if marker is None:
+            fence = FENCE_RE.match(text)
+            marker = fence.group(2) if fence else None
+            yield fence is not None
+        else:
+            stripped = text.strip()
+            if stripped.startswith(marker) and not stripped.strip(marker[0]):
+                marker = None
+            yield True
 INLINE_RE = re.compile(r"`\{(\w+)\}\s+([^`]+?)`")
 OPTION_RE = re.compile(r"^#\|\s?(.*)$")
 REF_RE = re.compile(r"(?<![\w@\\])@((?:fig|tbl|eq|sec)-[\w-]*\w)")
@@ -158,11 +175,7 @@ def read_document(path: Path, root: Path, _stack: tuple = ()) -> tuple[dict, lis
     if _stack and skip:
         raise RenderError(f"{_rel(path, root)}:1: an included file cannot have front matter")
     out: list[Line] = []
-    in_fence = False
-    for number, raw in enumerate(text[skip:], start=skip + 1):
-        fence = FENCE_RE.match(raw)
-        if fence:
-            in_fence = not in_fence
+    for (number, raw), in_fence in zip(enumerate(text[skip:], start=skip + 1), fenced(text[skip:])):
         m = INCLUDE_RE.match(raw.strip()) if not in_fence else None
         if m:
             if not (path.parent / m.group(1)).is_file():
@@ -273,11 +286,8 @@ def inline_expressions(blocks: list, root: Path | None = None) -> list:
     for block in blocks:
         out.append(block)
         if isinstance(block, Markdown):
-            group, in_fence = [], False
-            for line in block.lines:
-                if FENCE_RE.match(line.text):
-                    in_fence = not in_fence
-                    continue
+            group = []
+            for line, in_fence in zip(block.lines, fenced(line.text for line in block.lines)):
                 if not in_fence:
                     group.extend(Inline(expr.strip(), line) for _, expr in INLINE_RE.findall(line.text))
             for item in group:
@@ -391,11 +401,8 @@ def splice(items: list, figure_dir: Path, doc_dir: Path, root: Path, execute_opt
     figure_count = 0
     for item in items:
         if isinstance(item, Markdown):
-            in_fence = False
             text = []
-            for line in item.lines:
-                if FENCE_RE.match(line.text):
-                    in_fence = not in_fence
+            for line, in_fence in zip(item.lines, fenced(line.text for line in item.lines)):
                 if in_fence or not INLINE_RE.search(line.text):
                     text.append(line.text)
                     continue
@@ -463,11 +470,7 @@ def _one_line(text: str) -> str:
 def check_references(lines: list[Line], markdown: str, bib_keys: set[str], root: Path) -> None:
     """Every @fig-/@tbl-/@eq-/@sec- reference has its label and every other @key its bibliography entry."""
     labels = set(LABEL_RE.findall(markdown))
-    in_fence = False
-    for line in lines:
-        if FENCE_RE.match(line.text):
-            in_fence = not in_fence
-            continue
+    for line, in_fence in zip(lines, fenced(line.text for line in lines)):
         if in_fence:
             continue
         text = re.sub(r"`[^`]*`", "", line.text)

@@ -92,6 +92,17 @@ def test_code_blocks_are_not_checked_or_executed(tmp_path):
     assert inline_expressions(blocks) == blocks
 
 
+def test_a_longer_fence_showing_a_code_block_is_read_as_one_block_everywhere(tmp_path):
+    """A ```` fence may show a ``` block: every pass (includes, inline values, references) sees one block."""
+    shown = "````markdown\n```{python}\n{{< include missing.qmd >}} `{python} 1 +` @fig-none\n```\n````\n"
+    blocks = blocks_of(tmp_path, shown + "\nAfter: `{python} 2`.\n")
+    assert [type(b) for b in blocks] == [Markdown]
+    (_, inlines) = inline_expressions(blocks, tmp_path)
+    assert [i.expr for i in inlines] == ["2"]  # the shown `{python} 1 +` is text, not a broken expression
+    _, lines = read_document(tmp_path / "doc.qmd", tmp_path)
+    check_references(lines, "", set(), tmp_path)  # @fig-none inside the block is not a reference
+
+
 def test_unresolved_references_and_citations_name_the_line(tmp_path):
     write(tmp_path, {"d.qmd": "# A {#sec-a}\n\nSee @sec-a and @fig-b.\n"})
     _, lines = read_document(tmp_path / "d.qmd", tmp_path)
