@@ -63,9 +63,9 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
     profile = resolve_profile(profile)
     source = module.prepare_data(profile)
     planned = [(params, run_specs(module, params, profile, source)) for params in module.plan(profile)]
-    todo = [(params, specs) for params, specs in planned if any(store.check_complete(s.path) for s in specs)]
-    n_runs = sum(len(specs) for _, specs in planned)
-    n_todo = sum(1 for _, specs in todo for s in specs if store.check_complete(s.path))
+    missing = {s.name for _, specs in planned for s in specs if store.check_complete(s.path)}
+    todo = [(params, specs) for params, specs in planned if any(s.name in missing for s in specs)]
+    n_runs, n_todo = sum(len(specs) for _, specs in planned), len(missing)
     print(f"[hw2] {question}: profile={profile} data={source}: {n_runs} runs planned, "
           f"{n_runs - n_todo} complete, {n_todo} to run", flush=True)
     failures = []

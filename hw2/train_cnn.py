@@ -20,7 +20,6 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -193,25 +192,7 @@ def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.
     return losses
 
 
-@dataclass
-class Data:
-    train_X: torch.Tensor
-    train_y: torch.Tensor
-    dev_X: torch.Tensor
-    dev_y: torch.Tensor
-    test_X: torch.Tensor
-    test_y: torch.Tensor
-    test_full_X: torch.Tensor
-    test_full_y: torch.Tensor
-
-    @staticmethod
-    def load(path: Path, cfg: CNNConfig, device: str) -> "Data":
-        s = octmnist.load(path, n_train=cfg.n_train, n_val=cfg.n_val)
-        tensors = [s.train_X, s.train_y, s.dev_X, s.dev_y, s.test_X, s.test_y, s.test_full_X, s.test_full_y]
-        return Data(*[t.to(device) for t in tensors])
-
-
-def train_together(runs: list[store.Run], configs: list[CNNConfig], data: Data, device: str,
+def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.OctSplits, device: str,
                    progress: bool = True) -> list[dict]:
     """Train runs that differ only in learning rate as one stacked model; return their summaries.
 
@@ -359,7 +340,7 @@ def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, 
 
     def train(runs: list[store.Run]) -> list[dict]:
         todo = [configs[run_specs.index(r.spec)] for r in runs]
-        data = Data.load(path, todo[0], device)
+        data = octmnist.load(path, n_train=todo[0].n_train, n_val=todo[0].n_val).to(device)
         return train_together(runs, todo, data, device, progress=progress)
 
     with torch_threads(cpu_threads() if device == "cpu" else None):

@@ -97,27 +97,27 @@ def data_source(path: Path) -> str:
     return f"{kind}-{_md5(path)[:8]}"
 
 
-def validate(path: Path) -> None:
-    """Raise a DataError naming what is wrong if `path` is not an OCTMNIST-format npz."""
+def validate(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of `path`, or a DataError naming what is wrong if it is not an OCTMNIST-format npz."""
     try:
         with np.load(path) as npz:
-            keys = set(npz.files)
-            missing = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")} - keys
-            if missing:
-                raise DataError(f"{path} lacks {sorted(missing)}; expected medmnist's OCTMNIST (28x28) file. "
-                                f"Delete it to have hw2 download or generate a good one.")
-            for split in SPLITS:
-                images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-                if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-                    raise DataError(f"{path}: {split}_images is {images.dtype}{images.shape}, expected "
-                                    f"uint8 (N, 28, 28); hw2 uses the 28x28 OCTMNIST file")
-                if labels.shape != (len(images), 1):
-                    raise DataError(f"{path}: {split}_labels has shape {labels.shape}, expected "
-                                    f"({len(images)}, 1)")
-                if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-                    raise DataError(f"{path}: {split}_labels outside 0..{len(CLASSES) - 1}")
+            arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"{path} is not a readable npz file ({exc}); delete it and run again") from exc
+    missing = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")} - set(arrays)
+    if missing:
+        raise DataError(f"{path} lacks {sorted(missing)}; expected medmnist's OCTMNIST (28x28) file. "
+                        f"Delete it to have hw2 download or generate a good one.")
+    for split in SPLITS:
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise DataError(f"{path}: {split}_images is {images.dtype}{images.shape}, expected "
+                            f"uint8 (N, 28, 28); hw2 uses the 28x28 OCTMNIST file")
+        if labels.shape != (len(images), 1):
+            raise DataError(f"{path}: {split}_labels has shape {labels.shape}, expected ({len(images)}, 1)")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+            raise DataError(f"{path}: {split}_labels outside 0..{len(CLASSES) - 1}")
+    return arrays
 
 
 # --- the stand-in -------------------------------------------------------------------------------------------
@@ -231,6 +231,9 @@ class OctSplits:
     test_full_X: "object"  # the whole test split (1,000 images), whatever eq_test_dist says
     test_full_y: "object"
 
+    def to(self, device: str) -> "OctSplits":
+        return OctSplits(**{name: t.to(device) for name, t in vars(self).items()})
+
 
 def load(path: Path, eq_test_dist: bool = False, n_train: int | None = None, n_val: int | None = None,
          subset_seed: int = 0) -> OctSplits:
@@ -238,9 +241,7 @@ def load(path: Path, eq_test_dist: bool = False, n_train: int | None = None, n_v
     optionally on a seeded random subset of train/val (the quick and smoke profiles)."""
     import torch
 
-    validate(path)
-    with np.load(path) as npz:
-        data = {k: npz[k] for k in npz.files}
+    data = validate(path)  # read once: the checked arrays are the ones used
 
     def xy(split, n=None):
         images, labels = data[f"{split}_images"], data[f"{split}_labels"].squeeze(1)
