@@ -77,17 +77,19 @@ def _hw2_imports(path: Path) -> set[Path]:
 
 def code_files(experiment: str) -> set[Path]:
     """The experiment's module and every hw2 module it reaches through imports (the whole package for an
-    experiment without a registered module), less the report-side modules."""
+    experiment without a registered module), less the report-side modules, with their C sources."""
     if experiment not in EXPERIMENT_MODULES:
-        return {p for p in PACKAGE_DIR.rglob("*.py") if p.name not in NOT_EXPERIMENT_CODE}
-    todo, files = [_module_file(EXPERIMENT_MODULES[experiment])], set()
-    while todo:
-        path = todo.pop()
-        if path is None or path in files or path.name in NOT_EXPERIMENT_CODE:
-            continue
-        files.add(path)
-        todo += _hw2_imports(path)
-    return files
+        modules = {p for p in PACKAGE_DIR.rglob("*.py") if p.name not in NOT_EXPERIMENT_CODE}
+    else:
+        todo, modules = [_module_file(EXPERIMENT_MODULES[experiment])], set()
+        while todo:
+            path = todo.pop()
+            if path is None or path in modules or path.name in NOT_EXPERIMENT_CODE:
+                continue
+            modules.add(path)
+            todo += _hw2_imports(path)
+    # A module's C source (hw2/cnn_cpu.c beside cnn_cpu.py) is its code too.
+    return modules | {p.with_suffix(".c") for p in modules if p.with_suffix(".c").is_file()}
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,7 +12,10 @@ Where the speed comes from, without changing what is computed:
 - batch losses stay on the device (no `loss.item()` per step), read once per epoch;
 - the runs of a learning-rate sweep share initial weights, batches and dropout masks in the skeleton
   (each run seeds 42, and the RNG stream does not depend on lr), so they are trained together as one
-  stacked model (`StackedCNN`): per-step overhead is paid once for all of them.
+  stacked model (`StackedCNN`): per-step overhead is paid once for all of them;
+- on the CPU the steps themselves run in C (`hw2/cnn_cpu.c`, one call per 500 steps), since at batch 8
+  PyTorch's per-operator overhead is most of a step; the PyTorch path below stays the reference (and the
+  GPU's path), and a test holds the two together.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hw2 import store
+from hw2 import cnn_cpu, store
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
@@ -172,24 +175,64 @@ def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # --- training ------------------------------------------------------------------------------------------------
 
+def engine(device: str) -> str:
+    """What trains on this device: "c" (hw2/cnn_cpu.c, the CPU's fast path) or "torch"."""
+    return "c" if device == "cpu" and cnn_cpu.available() else "torch"
+
+
 def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, batch_size: int,
                 l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch") -> torch.Tensor:
     """One shuffled pass of SGD in batches of `batch_size`; returns the batch losses (steps, G), on the device."""
     perm = loader_permutation(len(X)).to(X.device)
     X, y = X[perm], y[perm]  # one gather per epoch; batches are then contiguous slices
     steps = math.ceil(len(X) / batch_size)
+    bar = tqdm(total=steps, desc=desc, leave=False, disable=not progress, mininterval=1)
+    if engine(X.device.type) == "c":
+        losses = _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar)
+    else:
+        losses = _train_epoch_torch(model, X, y, lrs, batch_size, l2_decay, bar)
+    bar.close()
+    return losses
+
+
+def _show_loss(bar, recent: torch.Tensor) -> None:
+    bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in recent.mean(0).tolist()), refresh=False)
+
+
+def _train_epoch_torch(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
+    steps = math.ceil(len(X) / batch_size)
     losses = torch.empty(steps, model.G, device=X.device)
-    bar = tqdm(range(steps), desc=desc, leave=False, disable=not progress, mininterval=1)
-    for step in bar:
+    for step in range(steps):
         xb, yb = X[step * batch_size:(step + 1) * batch_size], y[step * batch_size:(step + 1) * batch_size]
         loss = member_loss(model.forward(xb, train=True), yb)
         loss.sum().backward()
         model.sgd_step(lrs, l2_decay)
         losses[step] = loss.detach()
-        if progress and step % PROGRESS_EVERY == PROGRESS_EVERY - 1:  # a host sync, but a rare one
-            recent = losses[step + 1 - PROGRESS_EVERY:step + 1].mean(0).tolist()
-            bar.set_postfix(loss=" ".join(f"{v:.3f}" for v in recent), refresh=False)
+        bar.update()
+        if not bar.disable and step % PROGRESS_EVERY == PROGRESS_EVERY - 1:  # a host sync, but a rare one
+            _show_loss(bar, losses[step + 1 - PROGRESS_EVERY:step + 1])
     return losses
+
+
+def _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
+    """The same steps through hw2/cnn_cpu.c, PROGRESS_EVERY at a time. The dropout noise is drawn here, a
+    (B, 320) tensor per step exactly as nn.Dropout draws it, so the random stream is the torch path's."""
+    steps = math.ceil(len(X) / batch_size)
+    keep = 1.0 - model.dropout
+    noise = torch.empty(PROGRESS_EVERY, batch_size, 320) if model.dropout > 0 else None
+    out = []
+    for first in range(0, steps, PROGRESS_EVERY):
+        n_steps = min(PROGRESS_EVERY, steps - first)
+        lo, hi = first * batch_size, min((first + n_steps) * batch_size, len(X))
+        if noise is not None:
+            for step in range(n_steps):
+                rows = min(batch_size, hi - lo - step * batch_size)
+                noise[step, :rows].bernoulli_(keep).div_(keep)
+        out.append(cnn_cpu.train_steps(model.params, model.no_maxpool, lrs, l2_decay, X[lo:hi], y[lo:hi],
+                                       batch_size, None if noise is None else noise[:n_steps]))
+        bar.update(n_steps)
+        _show_loss(bar, out[-1])
+    return torch.cat(out)
 
 
 def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.OctSplits, device: str,
@@ -273,7 +316,7 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             "n_train": len(data.train_X), "n_val": len(data.dev_X),
             "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
             "epochs_completed": len(hist), "steps_per_epoch": steps, "device": device,
-            "members_trained_together": model.G,
+            "members_trained_together": model.G, "engine": engine(device),
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
         })
     return summaries

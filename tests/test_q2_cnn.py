@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from hw2 import store, train_cnn
+from hw2 import cnn_cpu, store, train_cnn
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import ConfigError
@@ -170,6 +170,61 @@ def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
         np.testing.assert_allclose(losses[:, g], ref_losses, atol=2e-6)
         for name, value in model.state_dicts()[g].items():
             torch.testing.assert_close(value, ref_state[name], atol=1e-6, rtol=1e-5)
+
+
+def stacked_epochs(engine, monkeypatch, no_maxpool, lrs, batch_size=8, dropout=0.7, l2_decay=0.0, epochs=2):
+    """train_epoch on 203 random images through the given engine; returns (losses, member state dicts)."""
+    monkeypatch.setattr(train_cnn, "engine", lambda device: engine)
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
+    configure_seed(42)
+    model = StackedCNN([CNN(dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, dropout, "cpu")
+    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay) for _ in range(epochs)]
+    return torch.cat(losses).numpy(), model.state_dicts()
+
+
+@pytest.mark.parametrize("no_maxpool, batch_size, dropout, l2_decay", [
+    (False, 8, 0.7, 0.0), (True, 8, 0.7, 0.0),  # the homework's setting, both variants
+    (False, 5, 0.7, 0.0), (True, 11, 0.0, 0.01),  # other batches (a short last one), no dropout, L2 decay
+])
+def test_c_steps_equal_the_pytorch_steps(monkeypatch, no_maxpool, batch_size, dropout, l2_decay):
+    """hw2/cnn_cpu.c computes what the PyTorch path computes, up to float summation order."""
+    assert cnn_cpu.available()
+    args = (no_maxpool, [0.1, 0.01, 0.001], batch_size, dropout, l2_decay)
+    ref_losses, ref_states = stacked_epochs("torch", monkeypatch, *args)
+    losses, states = stacked_epochs("c", monkeypatch, *args)
+    np.testing.assert_allclose(losses, ref_losses, atol=2e-6)
+    for state, ref_state in zip(states, ref_states):
+        for name in state:
+            torch.testing.assert_close(state[name], ref_state[name], atol=1e-6, rtol=1e-5)
+
+
+def test_c_members_of_a_stack_train_exactly_as_they_would_alone(monkeypatch):
+    stacked_losses, stacked_states = stacked_epochs("c", monkeypatch, False, [0.1, 0.01], epochs=1)
+    for g, lr in enumerate([0.1, 0.01]):
+        losses, (state,) = stacked_epochs("c", monkeypatch, False, [lr], epochs=1)
+        assert np.array_equal(losses[:, 0], stacked_losses[:, g])
+        assert all(torch.equal(state[k], stacked_states[g][k]) for k in state)
+
+
+def test_without_a_c_compiler_training_says_so_and_uses_pytorch(monkeypatch, capsys):
+    monkeypatch.setenv("CC", "no-such-compiler")
+    cnn_cpu.library.cache_clear()
+    try:
+        assert train_cnn.engine("cpu") == "torch"
+        assert "could not be built with 'no-such-compiler'" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        cnn_cpu.library.cache_clear()
+    assert train_cnn.engine("cpu") == "c"
+
+
+def test_c_steps_reject_labels_outside_the_four_classes():
+    model = StackedCNN([CNN().state_dict()], False, 0.7, "cpu")
+    with pytest.raises(ValueError, match="labels must be classes 0..3"):
+        cnn_cpu.train_steps(model.params, False, torch.tensor([0.01]), 0.0, torch.rand(8, 784),
+                            torch.full((8,), 4), 8, None)
 
 
 def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, results_dir):

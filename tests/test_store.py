@@ -138,6 +138,6 @@ def test_list_runs_filters_profile_and_code(results_dir):
 
 def test_a_runs_code_is_its_module_and_what_it_imports():
     files = {p.relative_to(store.PACKAGE_DIR).as_posix() for p in store.code_files("q2_cnn")}
-    assert {"train_cnn.py", "models/cnn.py", "data/octmnist.py", "store.py"} <= files
+    assert {"train_cnn.py", "models/cnn.py", "data/octmnist.py", "store.py", "cnn_cpu.py", "cnn_cpu.c"} <= files
     # Editing the report, the renderer, the profile table or another question does not retrain Q2.
     assert not files & {"render.py", "report.py", "profiles.py", "runs.py", "train_asr.py", "audio.py"}
