@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext
+DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext gcc:cc
 JOBS ?= 2
 
 .PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 report submission bench-q2 bench-q3 clean
@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps medmnist==3.0.2
 	@touch $(STAMP)
 
-# Debian packages: espeak-ng speaks the stand-in LJ Speech corpus, poppler-utils reads PDFs back in tests.
+# Debian packages: espeak-ng speaks the stand-in LJ Speech corpus, poppler-utils reads PDFs back in tests,
+# gcc builds Question 2's C training step (hw2/cnn_cpu.c).
 sysdeps:
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do command -v $${pair#*:} >/dev/null || missing="$$missing $${pair%%:*}"; done; \
 	if [ -n "$$missing" ]; then \

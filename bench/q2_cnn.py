@@ -4,7 +4,8 @@ Both train the same epochs on the same data with the same protocol (batch 8, pla
 the same number of SGD steps) and, because ours draws the same random streams, reach the same losses.
   baseline: DataLoader over a Dataset (batch 8, shuffle), nn.Module CNN, optim.SGD, loss.item() every step
   ours:     data resident as one tensor, one gather per epoch, losses kept on the device, one thread,
-            and the learning rates of a sweep trained together as one stacked model (G members)
+            the learning rates of a sweep trained together (G members), and on the CPU the steps in C
+            (hw2/cnn_cpu.c); its PyTorch path is measured too, to show what each part brings
 Prints seconds per epoch for each way, the ratios, and the projected time of the full 6-run sweep
 (2 variants x 15 epochs); runs on CUDA too when a GPU is present (--device).
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hw2.data import octmnist  # noqa: E402
 from hw2.models.cnn import CNN  # noqa: E402
 from hw2.profiles import Q2_LEARNING_RATES, cpu_threads, data_dir, q2_config, q2_plan, resolve_device, torch_threads  # noqa: E402,E501
-from hw2.train_cnn import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402
+from hw2.train_cnn import CNNConfig, StackedCNN, configure_seed, engine as train_engine, train_epoch  # noqa: E402,E501
 
 DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 
@@ -60,13 +61,13 @@ def baseline_epochs(X, y, lr, no_maxpool, epochs, device):
     return (time.perf_counter() - start) / epochs, float(np.mean(losses)), len(losses)
 
 
-def ours_epochs(X, y, lrs, no_maxpool, epochs, device):
+def ours_epochs(X, y, lrs, no_maxpool, epochs, device, use=None):
     configure_seed(DEFAULT.seed)
     model = StackedCNN([CNN(DEFAULT.dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, DEFAULT.dropout, device)
     X, y, lr_t = X.to(device), y.to(device), torch.tensor(lrs, device=device)
     losses, start = [], time.perf_counter()
     for _ in range(epochs):
-        losses.append(train_epoch(model, X, y, lr_t, DEFAULT.batch_size))
+        losses.append(train_epoch(model, X, y, lr_t, DEFAULT.batch_size, use=use))
     losses = torch.cat(losses).cpu()  # the only host sync
     if device == "cuda":
         torch.cuda.synchronize()
@@ -95,19 +96,24 @@ def main() -> None:
     print(f"baseline  (DataLoader, loss.item(), {default_threads} threads), lr {DEFAULT.lr:g}: {base_s:8.2f} s/epoch  "
           f"mean loss {base_loss:.6f}  steps {base_steps}")
     lrs = list(Q2_LEARNING_RATES)
+    engine = train_engine(device)
     with torch_threads(cpu_threads() if device == "cpu" else None):
+        if engine == "c":
+            torch_s, torch_loss, _ = ours_epochs(X, y, [DEFAULT.lr], args.no_maxpool, args.epochs, device, "torch")
+            print(f"ours, PyTorch path, lr {DEFAULT.lr:g}:                {torch_s:8.2f} s/epoch  "
+                  f"mean loss {torch_loss[0]:.6f}  ({base_s / torch_s:.2f}x)")
         one_s, one_loss, one_steps = ours_epochs(X, y, [DEFAULT.lr], args.no_maxpool, args.epochs, device)
-        print(f"ours      (resident, no per-step sync), lr {DEFAULT.lr:g}:   {one_s:8.2f} s/epoch  "
+        print(f"ours ({engine} engine), lr {DEFAULT.lr:g}:                   {one_s:8.2f} s/epoch  "
               f"mean loss {one_loss[0]:.6f}  steps {one_steps}")
         sweep_s, sweep_loss, _ = ours_epochs(X, y, lrs, args.no_maxpool, args.epochs, device)
     G = len(lrs)
-    print(f"ours, the {G} learning rates stacked:             {sweep_s:8.2f} s/epoch for {G} runs = "
+    print(f"ours, the {G} learning rates together:            {sweep_s:8.2f} s/epoch for {G} runs = "
           f"{sweep_s / G:.2f} s per run-epoch  mean losses " + " ".join(f"{v:.6f}" for v in sweep_loss))
 
     print(f"ratio, one run:            {base_s / one_s:5.2f}x  (baseline s/epoch / ours s/epoch)")
     print(f"ratio, per run in a sweep: {base_s / (sweep_s / G):5.2f}x")
     print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr {DEFAULT.lr:g}), "
-          f"{abs(base_loss - sweep_loss[lrs.index(DEFAULT.lr)]):.2e} (stacked)")
+          f"{abs(base_loss - sweep_loss[lrs.index(DEFAULT.lr)]):.2e} (together)")
     # Projection to the full protocol from this measurement (this variant's time per step for every run).
     full = q2_config("full")
     full_steps = math.ceil(sum(octmnist.CLASS_COUNTS["train"]) / full.batch_size)

@@ -181,13 +181,15 @@ def engine(device: str) -> str:
 
 
 def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, batch_size: int,
-                l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch") -> torch.Tensor:
-    """One shuffled pass of SGD in batches of `batch_size`; returns the batch losses (steps, G), on the device."""
+                l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch",
+                use: str | None = None) -> torch.Tensor:
+    """One shuffled pass of SGD in batches of `batch_size`; returns the batch losses (steps, G), on the device.
+    `use` picks the engine ("c" or "torch"; default: `engine(device)`)."""
     perm = loader_permutation(len(X)).to(X.device)
     X, y = X[perm], y[perm]  # one gather per epoch; batches are then contiguous slices
     steps = math.ceil(len(X) / batch_size)
     bar = tqdm(total=steps, desc=desc, leave=False, disable=not progress, mininterval=1)
-    if engine(X.device.type) == "c":
+    if (use or engine(X.device.type)) == "c":
         losses = _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar)
     else:
         losses = _train_epoch_torch(model, X, y, lrs, batch_size, l2_decay, bar)

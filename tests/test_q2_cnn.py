@@ -172,15 +172,14 @@ def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
             torch.testing.assert_close(value, ref_state[name], atol=1e-6, rtol=1e-5)
 
 
-def stacked_epochs(engine, monkeypatch, no_maxpool, lrs, batch_size=8, dropout=0.7, l2_decay=0.0, epochs=2):
+def stacked_epochs(engine, no_maxpool, lrs, batch_size=8, dropout=0.7, l2_decay=0.0, epochs=2):
     """train_epoch on 203 random images through the given engine; returns (losses, member state dicts)."""
-    monkeypatch.setattr(train_cnn, "engine", lambda device: engine)
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     X, y = torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
     configure_seed(42)
     model = StackedCNN([CNN(dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, dropout, "cpu")
-    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay) for _ in range(epochs)]
+    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay, use=engine) for _ in range(epochs)]
     return torch.cat(losses).numpy(), model.state_dicts()
 
 
@@ -188,22 +187,22 @@ def stacked_epochs(engine, monkeypatch, no_maxpool, lrs, batch_size=8, dropout=0
     (False, 8, 0.7, 0.0), (True, 8, 0.7, 0.0),  # the homework's setting, both variants
     (False, 5, 0.7, 0.0), (True, 11, 0.0, 0.01),  # other batches (a short last one), no dropout, L2 decay
 ])
-def test_c_steps_equal_the_pytorch_steps(monkeypatch, no_maxpool, batch_size, dropout, l2_decay):
+def test_c_steps_equal_the_pytorch_steps(no_maxpool, batch_size, dropout, l2_decay):
     """hw2/cnn_cpu.c computes what the PyTorch path computes, up to float summation order."""
     assert cnn_cpu.available()
     args = (no_maxpool, [0.1, 0.01, 0.001], batch_size, dropout, l2_decay)
-    ref_losses, ref_states = stacked_epochs("torch", monkeypatch, *args)
-    losses, states = stacked_epochs("c", monkeypatch, *args)
+    ref_losses, ref_states = stacked_epochs("torch", *args)
+    losses, states = stacked_epochs("c", *args)
     np.testing.assert_allclose(losses, ref_losses, atol=2e-6)
     for state, ref_state in zip(states, ref_states):
         for name in state:
             torch.testing.assert_close(state[name], ref_state[name], atol=1e-6, rtol=1e-5)
 
 
-def test_c_members_of_a_stack_train_exactly_as_they_would_alone(monkeypatch):
-    stacked_losses, stacked_states = stacked_epochs("c", monkeypatch, False, [0.1, 0.01], epochs=1)
+def test_c_members_of_a_stack_train_exactly_as_they_would_alone():
+    stacked_losses, stacked_states = stacked_epochs("c", False, [0.1, 0.01], epochs=1)
     for g, lr in enumerate([0.1, 0.01]):
-        losses, (state,) = stacked_epochs("c", monkeypatch, False, [lr], epochs=1)
+        losses, (state,) = stacked_epochs("c", False, [lr], epochs=1)
         assert np.array_equal(losses[:, 0], stacked_losses[:, g])
         assert all(torch.equal(state[k], stacked_states[g][k]) for k in state)
 
