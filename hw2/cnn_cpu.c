@@ -1,8 +1,8 @@
 /* The Question 2 CNN's SGD steps on the CPU: forward, backward and update of a whole stretch of steps in
  * one call, for G members that share the batches and dropout masks (the learning rates of a sweep).
  *
- * Why by hand: at batch 8 the network is tiny (about 10 MFLOP per step), so PyTorch spends most of each
- * step dispatching some forty small kernels. Here every layer is a plain loop that the compiler vectorises.
+ * Why by hand: at batch 8 a step is about 10 million multiply-adds, so PyTorch spends most of it
+ * dispatching some forty small kernels. Here every layer is a plain loop that the compiler vectorises.
  * It computes what hw2.models.cnn.CNN computes (float32, the same first-maximum rule in max-pooling, the
  * same dropout noise, which PyTorch draws and passes in), in a different summation order only.
  *
@@ -10,7 +10,8 @@
  * connected weights transposed (G, in, out). A convolution is written once, over a flat input with one
  * offset per tap: stride-1 maps keep their rows padded to the input's width (the extra columns are
  * computed and ignored), stride-2 maps are split into their four polyphase components first, so every
- * tap reads a contiguous run. Gradients of the ignored columns are zero.
+ * tap reads a contiguous run. Gradients of the ignored columns are zero. Members run one after the other
+ * over the same steps (their trajectories are independent), so one member's weights stay in cache.
  */
 #include <math.h>
 #include <stdint.h>
@@ -31,7 +32,6 @@ typedef struct {
     int off1[TAPS], p1;   /* conv1 tap offsets, output positions per channel (a1's channel stride) */
     int in2_cs;           /* conv2 input channel stride: pooled map, or a1's four phases */
     int off2[TAPS], p2;   /* conv2 tap offsets, output positions per channel */
-    int g2_front, g2_cs;  /* conv2 output gradient: zero front padding and channel stride */
     int32_t dst1[C1 * 196];     /* where each of conv2's 8x14x14 inputs lives in its input buffer */
     int32_t pool1_at[C1 * 196]; /* the conv1 output feeding it: its pooling window's first element (maxpool),
                                    or the element itself */
@@ -55,8 +55,6 @@ static Geometry geometry(int maxpool) {
     g.p1 = maxpool ? 28 * 30 : 14 * 15;
     g.in2_cs = maxpool ? 14 * 14 + 4 : 4 * 52;
     g.p2 = maxpool ? 12 * 14 : 6 * 7;
-    g.g2_front = maxpool ? 2 * 14 + 2 : 3 * 52 + 8;
-    g.g2_cs = g.g2_front + g.in2_cs;
     for (int c = 0; c < C1; c++)
         for (int r = 0; r < 14; r++)
             for (int q = 0; q < 14; q++) {
@@ -121,23 +119,20 @@ static void conv_grad_weights(const float *restrict in, int cin, int cs_in, cons
     }
 }
 
-/* gin[ci][q] = sum_co sum_k w[co][ci][k] g[co][q - off[k]] for q < cs_in, read from g's zero front padding
- * (g points at the padding; the padding is as long as the largest offset) */
-static void conv_grad_input(const float *restrict gpad, int g_cs, int front, int cout, const int *off,
-                            const float *restrict w, int cin, int cs_in, float *restrict gin) {
-    for (int ci = 0; ci < cin; ci++) {
-        float *restrict o = gin + ci * cs_in;
-        for (int q = 0; q < cs_in; q++) o[q] = 0.f;
+/* gin[ci][off[k] + p] += w[co][ci][k] g[co][p]: each output's gradient back to the inputs it read */
+static void conv_grad_input(const float *restrict g, int cout, int P, const int *off, const float *restrict w,
+                            int cin, int cs_in, float *restrict gin) {
+    memset(gin, 0, sizeof(float) * cin * cs_in);
+    for (int ci = 0; ci < cin; ci++)
         for (int co = 0; co < cout; co++) {
-            const float *gc = gpad + co * g_cs + front;
+            const float *gc = g + co * P;
             const float *wk = w + (co * cin + ci) * TAPS;
-            const float *s0 = gc - off[0], *s1 = gc - off[1], *s2 = gc - off[2], *s3 = gc - off[3],
-                        *s4 = gc - off[4], *s5 = gc - off[5], *s6 = gc - off[6], *s7 = gc - off[7], *s8 = gc - off[8];
-            for (int q = 0; q < cs_in; q++)
-                o[q] += wk[0] * s0[q] + wk[1] * s1[q] + wk[2] * s2[q] + wk[3] * s3[q] + wk[4] * s4[q]
-                      + wk[5] * s5[q] + wk[6] * s6[q] + wk[7] * s7[q] + wk[8] * s8[q];
+            for (int k = 0; k < TAPS; k++) {
+                float *restrict d = gin + ci * cs_in + off[k];
+                const float wv = wk[k];
+                for (int p = 0; p < P; p++) d[p] += wv * gc[p];
+            }
         }
-    }
 }
 
 /* --- fully connected layers ------------------------------------------------------------------------------- */
@@ -339,14 +334,10 @@ static float member_step(const Geometry *geo, const Params *P, Work *w, const fl
         const float *gfeat = w->gfeat + b * FLAT;
         const int32_t *src1 = w->src1 + b * C1 * 196, *src2 = w->src2 + b * FLAT;
         /* through pooling (or the gather) and ReLU: each selected output gets its gradient if it was positive */
-        memset(w->g2, 0, sizeof(float) * C2 * geo->g2_cs);
-        for (int c = 0; c < C2; c++) {
-            float *g = w->g2 + c * geo->g2_cs + geo->g2_front - c * geo->p2;  /* indexed by a2's positions */
-            for (int n = c * 36; n < (c + 1) * 36; n++) g[src2[n]] = a2[src2[n]] > 0.f ? gfeat[n] : 0.f;
-        }
-        conv_grad_weights(in2, C1, geo->in2_cs, geo->off2, w->g2 + geo->g2_front, geo->g2_cs, C2, geo->p2,
-                          w->gw2, w->gb2);
-        conv_grad_input(w->g2, geo->g2_cs, geo->g2_front, C2, geo->off2, P->w2, C1, geo->in2_cs, w->gin2);
+        memset(w->g2, 0, sizeof(float) * s_a2);
+        for (int n = 0; n < FLAT; n++) w->g2[src2[n]] = a2[src2[n]] > 0.f ? gfeat[n] : 0.f;
+        conv_grad_weights(in2, C1, geo->in2_cs, geo->off2, w->g2, geo->p2, C2, geo->p2, w->gw2, w->gb2);
+        conv_grad_input(w->g2, C2, geo->p2, geo->off2, P->w2, C1, geo->in2_cs, w->gin2);
         memset(w->g1, 0, sizeof(float) * s_a1);
         for (int n = 0; n < C1 * 196; n++) w->g1[src1[n]] = a1[src1[n]] > 0.f ? w->gin2[geo->dst1[n]] : 0.f;
         conv_grad_weights(x, 1, 0, geo->off1, w->g1, geo->p1, C1, geo->p1, w->gw1, w->gb1);
@@ -376,7 +367,7 @@ int cnn_train_steps(int maxpool, int G, const float *lrs, float l2, float *w1, f
         {&w.a2, (size_t)bs * C2 * geo.p2}, {&w.feat, (size_t)rows * FLAT}, {&w.r1, (size_t)rows * H1},
         {&w.d1, (size_t)rows * H1}, {&w.h2, (size_t)rows * H2}, {&w.z, (size_t)rows * NCLS},
         {&w.gz, (size_t)rows * NCLS}, {&w.gh2, (size_t)rows * H2}, {&w.gd1, (size_t)rows * H1},
-        {&w.gfeat, (size_t)rows * FLAT}, {&w.g2, (size_t)C2 * geo.g2_cs}, {&w.gin2, (size_t)C1 * geo.in2_cs},
+        {&w.gfeat, (size_t)rows * FLAT}, {&w.g2, (size_t)C2 * geo.p2}, {&w.gin2, (size_t)C1 * geo.in2_cs},
         {&w.g1, (size_t)C1 * geo.p1}, {&w.gw1, C1 * TAPS}, {&w.gb1, C1}, {&w.gw2, C2 * C1 * TAPS}, {&w.gb2, C2},
         {&w.src1, (size_t)bs * C1 * 196}, {&w.src2, (size_t)bs * FLAT},
     };
