@@ -93,10 +93,9 @@ static void conv_forward(const float *restrict in, int cin, int cs_in, const int
 
 /* gw[co][ci][k] += sum_p g[co][p] in[ci][off[k] + p]; gb[co] += sum_p g[co][p] */
 static void conv_grad_weights(const float *restrict in, int cin, int cs_in, const int *off,
-                              const float *restrict g, int g_cs, int cout, int P, float *restrict gw,
-                              float *restrict gb) {
+                              const float *restrict g, int cout, int P, float *restrict gw, float *restrict gb) {
     for (int co = 0; co < cout; co++) {
-        const float *gc = g + co * g_cs;
+        const float *gc = g + co * P;
         float sb = 0.f;
 #pragma omp simd reduction(+ : sb)
         for (int p = 0; p < P; p++) sb += gc[p];
@@ -336,11 +335,11 @@ static float member_step(const Geometry *geo, const Params *P, Work *w, const fl
         /* through pooling (or the gather) and ReLU: each selected output gets its gradient if it was positive */
         memset(w->g2, 0, sizeof(float) * s_a2);
         for (int n = 0; n < FLAT; n++) w->g2[src2[n]] = a2[src2[n]] > 0.f ? gfeat[n] : 0.f;
-        conv_grad_weights(in2, C1, geo->in2_cs, geo->off2, w->g2, geo->p2, C2, geo->p2, w->gw2, w->gb2);
+        conv_grad_weights(in2, C1, geo->in2_cs, geo->off2, w->g2, C2, geo->p2, w->gw2, w->gb2);
         conv_grad_input(w->g2, C2, geo->p2, geo->off2, P->w2, C1, geo->in2_cs, w->gin2);
         memset(w->g1, 0, sizeof(float) * s_a1);
         for (int n = 0; n < C1 * 196; n++) w->g1[src1[n]] = a1[src1[n]] > 0.f ? w->gin2[geo->dst1[n]] : 0.f;
-        conv_grad_weights(x, 1, 0, geo->off1, w->g1, geo->p1, C1, geo->p1, w->gw1, w->gb1);
+        conv_grad_weights(x, 1, 0, geo->off1, w->g1, C1, geo->p1, w->gw1, w->gb1);
     }
     for (int n = 0; n < C1 * TAPS; n++) P->w1[n] = sgd(P->w1[n], w->gw1[n], lr, l2);
     for (int n = 0; n < C1; n++) P->b1[n] = sgd(P->b1[n], w->gb1[n], lr, l2);
