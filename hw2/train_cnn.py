@@ -140,11 +140,8 @@ class StackedCNN:
             h = F.max_pool2d(h, 2, 2)
         h = h.reshape(B, G, 576).transpose(0, 1)  # (G, B, 576): member g's channels are contiguous
         h = F.relu(torch.baddbmm(p["fc1.bias"].unsqueeze(1), h, p["fc1.weight"]))
-        if train and self.dropout > 0:
-            # nn.Dropout's draw on a (B, 320) tensor, shared by the members as in the separate runs.
-            keep = 1.0 - self.dropout
-            mask = torch.empty(B, 320, device=x.device).bernoulli_(keep).div_(keep)
-            h = h * mask
+        if train and self.dropout > 0:  # one mask, shared by the members as in the separate runs
+            h = h * dropout_noise_(torch.empty(B, 320, device=x.device), self.dropout)
         h = F.relu(torch.baddbmm(p["fc2.bias"].unsqueeze(1), h, p["fc2.weight"]))
         logits = torch.baddbmm(p["fc3.bias"].unsqueeze(1), h, p["fc3.weight"])
         return F.log_softmax(logits, dim=-1)
@@ -166,6 +163,13 @@ class StackedCNN:
             pred = self.forward(X[start:start + EVAL_CHUNK], train=False).argmax(-1)
             correct += (pred == y[start:start + EVAL_CHUNK]).sum(1)
         return (correct / float(len(X))).tolist()
+
+
+def dropout_noise_(out: torch.Tensor, p: float) -> torch.Tensor:
+    """Fill `out` with nn.Dropout's noise (kept / (1 - p), else 0), drawn as it draws it on CPU and CUDA
+    alike (`bernoulli_(1 - p)`, then `div_(1 - p)`), so the global random stream matches the skeleton's."""
+    keep = 1.0 - p
+    return out.bernoulli_(keep).div_(keep)
 
 
 def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -220,7 +224,6 @@ def _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
     """The same steps through hw2/cnn_cpu.c, PROGRESS_EVERY at a time. The dropout noise is drawn here, a
     (B, 320) tensor per step exactly as nn.Dropout draws it, so the random stream is the torch path's."""
     steps = math.ceil(len(X) / batch_size)
-    keep = 1.0 - model.dropout
     noise = torch.empty(PROGRESS_EVERY, batch_size, 320) if model.dropout > 0 else None
     out = []
     for first in range(0, steps, PROGRESS_EVERY):
@@ -229,7 +232,7 @@ def _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
         if noise is not None:
             for step in range(n_steps):
                 rows = min(batch_size, hi - lo - step * batch_size)
-                noise[step, :rows].bernoulli_(keep).div_(keep)
+                dropout_noise_(noise[step, :rows], model.dropout)
         out.append(cnn_cpu.train_steps(model.params, model.no_maxpool, lrs, l2_decay, X[lo:hi], y[lo:hi],
                                        batch_size, None if noise is None else noise[:n_steps]))
         bar.update(n_steps)

@@ -11,7 +11,7 @@ from hw2 import cnn_cpu, store, train_cnn
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import ConfigError
-from hw2.train_cnn import StackedCNN, configure_seed, loader_permutation, member_loss
+from hw2.train_cnn import StackedCNN, configure_seed, loader_permutation
 
 
 # --- the model ---------------------------------------------------------------------------------------------
@@ -146,41 +146,34 @@ def skeleton_training(X, y, lr, no_maxpool, epochs):
     return np.array(losses), model.state_dict()
 
 
-@pytest.mark.parametrize("no_maxpool", [False, True])
-def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
-    """Same seed => same init, batches and dropout masks in each run; the stacked model reproduces them."""
-    torch.set_num_threads(1)
+def random_images():
+    """203 random images and labels: 25 batches of 8 and a short last one."""
     gen = torch.Generator().manual_seed(0)
-    X, y = torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
-    lrs = [0.1, 0.01, 0.001]
-    configure_seed(42)
-    model = StackedCNN([CNN(0.7, no_maxpool).state_dict()] * 3, no_maxpool, 0.7, "cpu")
-    losses = []
-    for _ in range(2):
-        perm = loader_permutation(len(X))
-        Xp, yp = X[perm], y[perm]
-        for start in range(0, len(X), 8):
-            loss = member_loss(model.forward(Xp[start:start + 8], train=True), yp[start:start + 8])
-            loss.sum().backward()
-            model.sgd_step(torch.tensor(lrs), 0.0)
-            losses.append(loss.detach())
-    losses = torch.stack(losses).numpy()
-    for g, lr in enumerate(lrs):
-        ref_losses, ref_state = skeleton_training(X, y, lr, no_maxpool, epochs=2)
-        np.testing.assert_allclose(losses[:, g], ref_losses, atol=2e-6)
-        for name, value in model.state_dicts()[g].items():
-            torch.testing.assert_close(value, ref_state[name], atol=1e-6, rtol=1e-5)
+    return torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
 
 
 def stacked_epochs(engine, no_maxpool, lrs, batch_size=8, dropout=0.7, l2_decay=0.0, epochs=2):
     """train_epoch on 203 random images through the given engine; returns (losses, member state dicts)."""
     torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(0)
-    X, y = torch.rand(203, 784, generator=gen), torch.randint(0, 4, (203,), generator=gen)
+    X, y = random_images()
     configure_seed(42)
     model = StackedCNN([CNN(dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, dropout, "cpu")
-    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay, use=engine) for _ in range(epochs)]
+    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay, use=engine)
+              for _ in range(epochs)]
     return torch.cat(losses).numpy(), model.state_dicts()
+
+
+@pytest.mark.parametrize("no_maxpool", [False, True])
+def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
+    """Same seed => same init, batches and dropout masks in each run; the stacked model reproduces them."""
+    lrs = [0.1, 0.01, 0.001]
+    losses, states = stacked_epochs("torch", no_maxpool, lrs)
+    X, y = random_images()
+    for g, lr in enumerate(lrs):
+        ref_losses, ref_state = skeleton_training(X, y, lr, no_maxpool, epochs=2)
+        np.testing.assert_allclose(losses[:, g], ref_losses, atol=2e-6)
+        for name, value in states[g].items():
+            torch.testing.assert_close(value, ref_state[name], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("no_maxpool, batch_size, dropout, l2_decay", [
