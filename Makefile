@@ -41,7 +41,7 @@ runs-q1: setup
 runs-q2: setup
 	$(PY) -m hw2 runs q2 --jobs $(JOBS)
 runs-q3: setup
-	$(PY) -m hw2 runs q3
+	$(PY) -m hw2 runs q3 --jobs $(JOBS)
 runs: runs-q1 runs-q2 runs-q3
 
 report: setup runs

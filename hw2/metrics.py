@@ -110,3 +110,52 @@ class EpochAccumulator:
     def as_dict(self) -> dict[str, list]:
         """The raw record in the layout of the skeleton's pickles: batch sums, batch mean losses, sizes."""
         return {**{name: list(v) for name, v in self.sums.items()}, "loss": list(self.losses), "n": list(self.ns)}
+
+
+# --- reading a set of predictions ------------------------------------------------------------------------------
+
+LOOP_MIN_REPEATS = 3  # a unit repeated this often at the end of a prediction that never stopped is a loop
+LOOP_MAX_UNIT = 12  # longest repeated unit, in characters, looked for
+
+
+def is_looping(prediction: str) -> bool:
+    """Whether a prediction never produced ">" before the forced stop and ends by repeating one unit
+    (e.g. "the the the ..." or "oooo") at least LOOP_MIN_REPEATS times."""
+    body = prediction.removeprefix("<")
+    if not body.endswith(">") or len(body) < LOOP_MAX_UNIT * LOOP_MIN_REPEATS:
+        return False  # a prediction that stopped by itself before the forced position is not a loop
+    body = body[:-1]
+    for unit in range(1, LOOP_MAX_UNIT + 1):
+        tail = body[-unit * LOOP_MIN_REPEATS:]
+        if tail == tail[:unit] * LOOP_MIN_REPEATS:
+            return True
+    return False
+
+
+def degenerate_output(predictions: Sequence[str], constant_share: float = 0.5,
+                      looping_share: float = 0.5) -> dict:
+    """How degenerate a set of greedy predictions is: the share of the most common prediction, the share of
+    looping predictions (`is_looping`), and `kind`: "constant" when one prediction makes up at least
+    `constant_share` of them, "looping" when at least `looping_share` loop, else None."""
+    if not predictions:
+        raise ValueError("no predictions to read")
+    counts: dict[str, int] = {}
+    for p in predictions:
+        counts[p] = counts.get(p, 0) + 1
+    most_common, top = max(counts.items(), key=lambda item: item[1])
+    loops = sum(is_looping(p) for p in predictions) / len(predictions)
+    share = top / len(predictions)
+    kind = "constant" if share >= constant_share else "looping" if loops >= looping_share else None
+    return {"kind": kind, "distinct": len(counts), "most_common": most_common,
+            "most_common_share": share, "looping_share": loops}
+
+
+def chance_similarities(target_ids: torch.Tensor | Sequence[Ids]) -> dict[str, float]:
+    """The mean similarities of unrelated transcripts: each target scored against the next one (cyclically),
+    as if it were that clip's prediction. A decoder that ignores the audio but writes fluent text of the
+    corpus scores about this."""
+    targets = [cut_target(t) for t in _rows(target_ids)]
+    if len(targets) < 2:
+        raise ValueError("the chance baseline needs at least two targets")
+    pairs = list(zip(targets, targets[1:] + targets[:1]))
+    return {name: sum(float(f(a, b)) for a, b in pairs) / len(pairs) for name, f in _SIMILARITY.items()}

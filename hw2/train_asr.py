@@ -7,6 +7,10 @@ smoothing 0.1 over all 98 positions (padding included), teacher forcing, batches
 greedy decodings (98 steps from "<"), aggregated as the skeleton plots them; at the end the same on test,
 aggregated as the skeleton prints them.
 
+The training shuffle is drawn from the global RNG exactly as the skeleton's `DataLoader(shuffle=True)` draws
+it after the model is built, and every validation pass consumes the draw of an unshuffled loader's
+iterator (`hw2.loader_rng`), so the random stream is the skeleton's.
+
 What makes it fast does not change what is computed: the log-mel features are computed in batches on the
 device once and kept there when they fit, the training loop never waits for the host, evaluation runs
 several of the skeleton's 16-clip batches at once (the aggregation still sees batches of 16), and greedy
@@ -15,7 +19,10 @@ decoding carries the LSTM state or a key/value cache. Options that may change re
 by default) and `fused_attention` (the same attention through `scaled_dot_product_attention`; equal to
 float rounding, tested).
 
-Run folder: config.json, history.csv (epoch, lr, train_loss, val_loss, val_<similarity> x 3, seconds,
+Clips longer than `audio_frames` are cropped and transcripts longer than 97 characters truncated, as in the
+skeleton; both are counted per split, printed and recorded in the summary.
+
+Run folder: config.json, history.csv (epoch, steps, lr, train_loss, val_loss, val_<similarity> x 3, seconds,
 train_seconds), summary.json, metrics_raw.json (per-batch records as the skeleton pickles them),
 test_predictions.csv, attention.npz (cross-attention of a few validation clips), model.pt, env.json.
 """
@@ -35,7 +42,8 @@ from tqdm import tqdm
 
 from hw2 import store, text
 from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames, pad_waveforms
-from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator
+from hw2.loader_rng import loader_iteration_seed, loader_permutation
+from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
 from hw2.models.asr import DECODERS, SpeechToText, build_asr_model
 from hw2.models.cnn import count_trainable_params
 from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q3_config, q3_plan, resolve_device,
@@ -52,6 +60,7 @@ class ASRConfig:
     """One training run. The defaults are the skeleton's (run cells (a) and (b)) on the full corpus."""
 
     decoder: str = "rnn"
+    corpus: str = "ljspeech"  # LJ Speech 1.1 (its paragraph stand-in without it), or "short": 3-6-word stand-in
     n_encoder_layers: int = 2  # the skeleton's code; the statement's appendix says 4
     epochs: int = 15
     lr: float = 1e-3
@@ -76,6 +85,8 @@ class ASRConfig:
                 bound = f" and at most {upper}" if upper else ""
                 raise ConfigError(f"{name} must be a whole number of at least 1{bound}, got {value!r}")
 
+        if self.corpus not in ("ljspeech", "short"):
+            raise ConfigError(f"corpus must be 'ljspeech' or 'short', got {self.corpus!r}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, got {self.decoder!r}")
         positive_int("epochs", self.epochs)
@@ -92,6 +103,23 @@ class ASRConfig:
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
         return self
+
+
+# Fields that are the homework's protocol: a run whose value differs is not the skeleton's experiment.
+PROTOCOL_FIELDS = ("corpus", "n_clips", "audio_frames", "batch_size", "epochs", "n_encoder_layers", "lr",
+                   "weight_decay", "label_smoothing", "eval_batch_size", "bf16")
+
+
+def protocol_deviations(cfg: ASRConfig) -> dict[str, dict]:
+    """{field: {"value": ..., "protocol": ...}} for every protocol field that differs from the skeleton's."""
+    protocol = ASRConfig()
+    return {name: {"value": getattr(cfg, name), "protocol": getattr(protocol, name)}
+            for name in PROTOCOL_FIELDS if getattr(cfg, name) != getattr(protocol, name)}
+
+
+def deviations_text(deviations: dict[str, dict]) -> str:
+    """'corpus short (protocol ljspeech), batch_size 32 (protocol 64)', or 'none'."""
+    return ", ".join(f"{k} {v['value']} (protocol {v['protocol']})" for k, v in deviations.items()) or "none"
 
 
 def lr_schedule(cfg: ASRConfig) -> list[float]:
@@ -134,10 +162,12 @@ def slug(cfg: ASRConfig) -> str:
 
 
 def corpus_dir(profile: str) -> Path:
-    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing)."""
+    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing; the
+    short-sentence stand-in for a profile whose corpus is "short")."""
     from hw2.data import ljspeech
 
-    return ljspeech.prepare(data_dir(), q3_config(resolve_profile(profile)).n_clips)
+    cfg = q3_config(resolve_profile(profile))
+    return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
 
 
 def prepare_data(profile: str) -> str:
@@ -166,7 +196,9 @@ def run_notebook(decoder: str = "rnn", epochs: int | None = None, profile: str |
     device = resolve_device(device)
     corpus = corpus_dir(profile)
     source = ljspeech.data_source(corpus)
-    print(banner(EXPERIMENT, profile, source, device), flush=True)
+    print(banner(EXPERIMENT, profile, source, device)
+          + f" decoder={cfg.decoder}; deviations from the protocol: {deviations_text(protocol_deviations(cfg))}",
+          flush=True)
     with torch_threads(cpu_threads() if device == "cpu" else None):
         return store.execute(spec(params, profile, source), lambda run: train(run, cfg, corpus, device, progress),
                              device)
@@ -189,7 +221,10 @@ class SplitData:
         self.n_frames = n_frames
         self.device = device
         self.tokens = text.encode_batch(self.texts).to(device)
-        self.valid_frames = [min(int(n_valid_frames(len(w))), n_frames) for w in self.waves]
+        frames = [int(n_valid_frames(len(w))) for w in self.waves]
+        self.valid_frames = [min(f, n_frames) for f in frames]
+        self.n_cropped = sum(f > n_frames for f in frames)  # the skeleton's crop to its frames, counted
+        self.n_truncated = sum(len(t) > text.MAX_LEN - 2 for t in self.texts)  # encode keeps 97 characters
         self.features: torch.Tensor | None = None
         if self.n * N_MELS * n_frames * 4 <= cache_bytes:
             self.features = torch.empty(self.n, N_MELS, n_frames, device=device)
@@ -249,9 +284,9 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: ASRConfig, reduction:
 
 def train_epoch(model: SpeechToText, optimizer: torch.optim.Optimizer, data: SplitData, cfg: ASRConfig,
                 epoch: int, progress: bool = False) -> list[float]:
-    """One teacher-forced pass over the shuffled training split; the batch losses (one sync at the end)."""
-    order = torch.randperm(data.n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-    order = order.to(data.device)  # one copy per epoch: a copy per step would wait for the GPU
+    """One teacher-forced pass over the training split in the skeleton's shuffled order (drawn from the global
+    RNG as its DataLoader draws it); the batch losses (one sync at the end)."""
+    order = loader_permutation(data.n).to(data.device)  # one copy per epoch: a copy per step would wait for the GPU
     batches = [order[i:i + cfg.batch_size] for i in range(0, data.n, cfg.batch_size)]
     losses = torch.empty(len(batches), device=data.device)
     for b, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1} train", leave=False, disable=not progress,
@@ -273,8 +308,10 @@ def evaluate(model: SpeechToText, data: SplitData, cfg: ASRConfig, progress: boo
     """Teacher-forced loss and greedy decoding of a split, aggregated in the skeleton's batches of 16.
 
     Several batches run at once; the accumulator still gets one entry per skeleton batch. Returns it, the
-    per-sample similarities and the generated ids (N, 99) on the host.
+    per-sample similarities and the generated ids (N, 99) on the host. Consumes the global-RNG draw of the
+    skeleton's DataLoader iterator.
     """
+    loader_iteration_seed()
     chunk = cfg.eval_batch_size * (16 if data.device == "cuda" else 4)
     losses, generated = [], []
     for start in tqdm(range(0, data.n, chunk), desc=desc, leave=False, disable=not progress, mininterval=2.0,
@@ -313,17 +350,28 @@ def attention_sample(model: SpeechToText, data: SplitData, cfg: ASRConfig) -> di
     }
 
 
-def _predictions_csv(data: SplitData, generated: torch.Tensor, per_sample: list[dict]) -> str:
+def _predictions_csv(data: SplitData, generated: torch.Tensor, per_sample: list[dict], seen: list[bool]) -> str:
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["index", "target", "prediction", *SIMILARITY_NAMES])
-    for i, (target, gen, sims) in enumerate(zip(data.tokens.cpu(), generated, per_sample)):
+    writer.writerow(["index", "target", "prediction", *SIMILARITY_NAMES, "seen_in_train"])
+    for i, (target, gen, sims, in_train) in enumerate(zip(data.tokens.cpu(), generated, per_sample, seen)):
         writer.writerow([i, text.decode(target), text.decode_until_stop(gen),
-                         *(f"{sims[name]:.6f}" for name in SIMILARITY_NAMES)])
+                         *(f"{sims[name]:.6f}" for name in SIMILARITY_NAMES), int(in_train)])
     return buf.getvalue()
+
+
+def seen_texts(train_texts: list[str], texts: list[str]) -> list[bool]:
+    """For each text, whether the same transcript (as the recogniser sees it: lowercased) is in training."""
+    known = {t.lower() for t in train_texts}
+    return [t.lower() in known for t in texts]
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'0 train / 0 validation / 0 test'."""
+    return " / ".join(f"{n} {split}" for split, n in counts.items())
 
 
 def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool = True) -> dict:
@@ -339,13 +387,21 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, raw_val, timings = state["epoch"], state["raw_val"], state["timings"]
+        torch.set_rng_state(state["rng"])  # the shuffles of the remaining epochs, as without the interruption
 
     t0 = time.perf_counter()
     data = load_data(corpus, cfg, device)
     feature_seconds = time.perf_counter() - t0
+    cropped = {split: d.n_cropped for split, d in data.items()}
+    truncated = {split: d.n_truncated for split, d in data.items()}
+    seen = seen_texts(data["train"].texts, data["test"].texts)
     print(f"[hw2] clips: {data['train'].n} train / {data['validation'].n} validation / {data['test'].n} test; "
           f"{cfg.audio_frames} frames; features {'cached on ' + device if data['train'].features is not None else 'per batch'} "
           f"({feature_seconds:.1f} s); {count_trainable_params(model):,} parameters", flush=True)
+    print(f"[hw2] clips cropped to {cfg.audio_frames} frames: {counts_text(cropped)}; transcripts truncated to "
+          f"{text.MAX_LEN - 2} characters: {counts_text(truncated)}; test transcripts also in training: "
+          f"{sum(seen)} of {len(seen)}", flush=True)
+    steps_per_epoch = math.ceil(data["train"].n / cfg.batch_size)
 
     diverged_epoch = None
     epochs = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.decoder} epochs", initial=start_epoch,
@@ -358,7 +414,7 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
         batch_losses = train_epoch(model, optimizer, data["train"], cfg, epoch, progress)
         train_seconds = time.perf_counter() - t_start
         train_loss = sum(batch_losses) / len(batch_losses)
-        row = {"epoch": epoch + 1, "lr": rates[epoch], "train_loss": train_loss}
+        row = {"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch, "lr": rates[epoch], "train_loss": train_loss}
         if not all(math.isfinite(v) for v in batch_losses):
             diverged_epoch = epoch + 1
             row.update({"val_loss": float("nan"), **{f"val_{n}": float("nan") for n in SIMILARITY_NAMES},
@@ -376,8 +432,8 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
         timings = {"train_seconds": timings["train_seconds"] + train_seconds,
                    "val_seconds": timings["val_seconds"] + seconds - train_seconds}
         run.log_epoch(row)
-        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "raw_val": raw_val, "timings": timings})
+        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "raw_val": raw_val, "timings": timings, "rng": torch.get_rng_state()})
         tqdm.write(f"[{epoch + 1}] lr {rates[epoch]:.3g} train loss {train_loss:.3f} val loss {values['loss']:.3f} "
                    + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
                    + f" ({seconds:.1f} s)", sys.stdout)
@@ -388,6 +444,10 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
                "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
                "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
                "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
+               "corpus": cfg.corpus, "protocol_deviations": protocol_deviations(cfg),
+               "batch_size": cfg.batch_size, "steps_per_epoch": steps_per_epoch,
+               "cropped_clips": cropped, "truncated_transcripts": truncated,
+               "test_seen_in_train": sum(seen), "test_unseen": len(seen) - sum(seen),
                "features_cached": data["train"].features is not None,
                "feature_seconds": round(feature_seconds, 3), **{k: round(v, 3) for k, v in timings.items()}}
     raw = {"validation": raw_val}
@@ -403,13 +463,20 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
     test = acc.summary()
     raw["test"] = acc.as_dict()
     run.write_json("metrics_raw.json", raw)
-    run.write_text("test_predictions.csv", _predictions_csv(data["test"], generated, per_sample))
+    run.write_text("test_predictions.csv", _predictions_csv(data["test"], generated, per_sample, seen))
+    predictions = [text.decode_until_stop(g) for g in generated]
+    dl = "damerau-levenshtein_similarity"
+    by_seen = {flag: [p[dl] for p, s in zip(per_sample, seen) if s == flag] for flag in (True, False)}
     buf = attention_sample(model, data["validation"], cfg)
     np.savez_compressed(run.dir / "attention.npz", **buf)
     run.save_torch("model.pt", model.state_dict())
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()), flush=True)
     return {**summary, "test_loss": test["loss"], **{f"test_{n}": test[n] for n in SIMILARITY_NAMES},
             "test_seconds": round(test_seconds, 3),
+            "test_dl_seen": sum(by_seen[True]) / len(by_seen[True]) if by_seen[True] else None,
+            "test_dl_unseen": sum(by_seen[False]) / len(by_seen[False]) if by_seen[False] else None,
+            "test_degenerate": degenerate_output(predictions),
+            "chance": chance_similarities(data["test"].tokens.cpu()),
             "test_clips_per_s": round(data["test"].n / test_seconds, 2),
             "train_clips_per_s": round(data["train"].n * len(run.history) / max(timings["train_seconds"], 1e-9), 2)}
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hw2 import cnn_cpu, store
+from hw2.loader_rng import loader_permutation
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
@@ -78,16 +79,6 @@ def configure_seed(seed: int) -> None:
         torch.cuda.manual_seed(seed)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-def loader_permutation(n: int) -> torch.Tensor:
-    """The order in which `DataLoader(dataset, shuffle=True)` visits n items, drawn from the global RNG
-    with exactly its draws (the iterator's base seed, then the sampler's seed), so the stream stays aligned."""
-    torch.empty((), dtype=torch.int64).random_()
-    seed = int(torch.empty((), dtype=torch.int64).random_().item())
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return torch.randperm(n, generator=generator)
 
 
 # --- the stacked model ----------------------------------------------------------------------------------------

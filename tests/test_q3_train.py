@@ -21,7 +21,7 @@ from hw2.train_asr import ASRConfig, lr_schedule
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON_LRS = [1e-5, 5.05e-4, 1e-3, 9.175e-4, 8.35e-4, 7.525e-4, 6.7e-4, 5.875e-4, 5.05e-4, 4.225e-4, 3.4e-4,
                 2.575e-4, 1.75e-4, 9.25e-5, 1e-5]
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES), "seconds",
+HISTORY_COLUMNS = ["epoch", "steps", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES), "seconds",
                    "train_seconds"]
 
 

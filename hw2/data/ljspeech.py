@@ -4,7 +4,11 @@ Layout (both): `metadata.csv` with lines `id|text|normalized text` (UTF-8, no qu
 (mono, 22,050 Hz, 16-bit PCM). The recogniser uses the normalized transcript, as the skeleton does.
 Splits are contiguous in metadata order: 9,825 / 655 / 2,620 clips of the 13,100 (75 / 5 / 20 %).
 
-The stand-in folder also holds `standin.json` (how it was made); that file is what marks it as a stand-in.
+Two stand-ins share the layout: `ljspeech` speaks LJ-Speech-like paragraphs (up to 145 characters, with
+raw and normalized columns, `hw2.data.sentences`), `short` speaks 3-6-word sentences whose clips all fit a
+frame limit (`hw2.data.short_sentences`; the `quick` profile's corpus, on which a CPU can train the
+recogniser to listen). The stand-in folder also holds `standin.json` (how it was made); that file is what
+marks it as a stand-in.
 """
 from __future__ import annotations
 
@@ -23,12 +27,16 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from hw2.data.sentences import clip_text
+from hw2.audio import n_valid_frames
+from hw2.data import sentences, short_sentences
 
 SAMPLE_RATE = 22050
 REAL_FOLDER = "LJSpeech-1.1"
 STANDIN_MARKER = "standin.json"
 STANDIN_VERSION = 1  # bump when the generator changes, so an old stand-in folder is never reused
+GRAMMARS = ("ljspeech", "short")
+SHORT_MAX_FRAMES = 352  # every clip of the short stand-in has at most this many frames (1 + samples // 160)
+MAX_ATTEMPTS = 50  # sentences drawn for one clip of the short stand-in before giving up
 SPLITS = ("train", "validation", "test")
 VOICE = "en-us+f3"  # one speaker, like LJ Speech; each clip varies its speaking rate and pitch a little
 
@@ -126,19 +134,24 @@ def data_source(corpus_dir: str | Path) -> str:
     marker = corpus_dir / STANDIN_MARKER
     if marker.is_file():
         made = json.loads(marker.read_text())
-        digest.update(json.dumps({k: made[k] for k in ("version", "espeak_ng", "voice")}, sort_keys=True).encode())
+        identity = {k: made.get(k) for k in ("version", "espeak_ng", "voice", "grammar", "max_frames")}
+        digest.update(json.dumps(identity, sort_keys=True).encode())
         return f"standin-{digest.hexdigest()[:8]}"
     return f"real-{digest.hexdigest()[:8]}"
 
 
-def prepare(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None) -> Path:
-    """The corpus folder to use: `data_dir/LJSpeech-1.1` when its metadata.csv exists (used whole;
-    `n_clips` only sizes a stand-in), else the stand-in of `n_clips` clips for `seed`, generated once."""
+def prepare(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None,
+            corpus: str = "ljspeech") -> Path:
+    """The corpus folder to use. For `corpus="ljspeech"`: `data_dir/LJSpeech-1.1` when its metadata.csv
+    exists (used whole; `n_clips` only sizes a stand-in), else the paragraph stand-in of `n_clips` clips for
+    `seed`, generated once. For `corpus="short"`: the short-sentence stand-in, whatever else is there."""
+    if corpus not in GRAMMARS:
+        raise CorpusError(f"unknown corpus {corpus!r}: use one of {', '.join(GRAMMARS)}")
     data_dir = Path(data_dir)
     real = data_dir / REAL_FOLDER
-    if (real / "metadata.csv").is_file():
+    if corpus == "ljspeech" and (real / "metadata.csv").is_file():
         return real
-    return make_standin(data_dir, n_clips, seed, workers)
+    return make_standin(data_dir, n_clips, seed, workers, grammar=corpus)
 
 
 # --- the stand-in corpus ----------------------------------------------------------------------------------
@@ -181,16 +194,23 @@ def speak(text: str, rate: int = 175, pitch: int = 50, exe: str | None = None) -
     return np.frombuffer(wav[44:], dtype="<i2").copy()  # the streamed header's sizes are placeholders
 
 
-def standin_folder(data_dir: str | Path, n_clips: int, seed: int = 0) -> Path:
-    return Path(data_dir) / f"ljspeech-standin-v{STANDIN_VERSION}-{n_clips}-s{seed}"
+def standin_folder(data_dir: str | Path, n_clips: int, seed: int = 0, grammar: str = "ljspeech") -> Path:
+    kind = "standin" if grammar == "ljspeech" else f"{grammar}-standin"
+    return Path(data_dir) / f"ljspeech-{kind}-v{STANDIN_VERSION}-{n_clips}-s{seed}"
 
 
-def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None) -> Path:
-    """Generate (or reuse) the stand-in corpus. Written into a temporary folder and renamed into place, so an
-    interrupted generation never leaves a partial corpus behind."""
+def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None,
+                 grammar: str = "ljspeech") -> Path:
+    """Generate (or reuse) a stand-in corpus. Written into a temporary folder and renamed into place, so an
+    interrupted generation never leaves a partial corpus behind.
+
+    The short grammar redraws the sentence of a clip whose audio would exceed `SHORT_MAX_FRAMES` frames, so
+    no clip of it is ever cropped; how many were redrawn is recorded in standin.json."""
+    if grammar not in GRAMMARS:
+        raise CorpusError(f"unknown stand-in grammar {grammar!r}: use one of {', '.join(GRAMMARS)}")
     if n_clips < 3:
         raise CorpusError(f"a stand-in corpus needs at least 3 clips (train, validation, test); asked for {n_clips}")
-    target = standin_folder(data_dir, n_clips, seed)
+    target = standin_folder(data_dir, n_clips, seed, grammar)
     if target.exists():
         if (target / "metadata.csv").is_file() and (target / STANDIN_MARKER).is_file():
             return target
@@ -203,11 +223,24 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
     (tmp / "wavs").mkdir(parents=True)
     try:
         ids = [f"SI{1 + i // 1000:03d}-{1 + i % 1000:04d}" for i in range(n_clips)]
-        texts = [clip_text(seed, i) for i in range(n_clips)]
+        texts: list[tuple[str, str]] = [("", "")] * n_clips
+        redrawn = [0] * n_clips
 
         def write_clip(i: int) -> int:
             rate, pitch = _voice_settings(seed, i)
-            samples = speak(texts[i][1], rate, pitch, exe)
+            if grammar == "ljspeech":
+                texts[i] = sentences.clip_text(seed, i)
+                samples = speak(texts[i][1], rate, pitch, exe)
+            else:
+                for attempt in range(MAX_ATTEMPTS):
+                    texts[i] = short_sentences.clip_text(seed, i, attempt)
+                    samples = speak(texts[i][1], rate, pitch, exe)
+                    if n_valid_frames(len(samples)) <= SHORT_MAX_FRAMES:
+                        break
+                    redrawn[i] += 1
+                else:
+                    raise RuntimeError(f"clip {i}: {MAX_ATTEMPTS} sentences all spoke longer than "
+                                       f"{SHORT_MAX_FRAMES} frames; the short grammar or voice is broken")
             sf.write(tmp / "wavs" / f"{ids[i]}.wav", samples, SAMPLE_RATE, subtype="PCM_16")
             return len(samples)
 
@@ -215,14 +248,15 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
         pool = ThreadPoolExecutor(max_workers=workers)  # the work happens in espeak-ng processes
         try:
             lengths = list(tqdm(pool.map(write_clip, range(n_clips)), total=n_clips, unit="clip",
-                                desc=f"speaking stand-in LJ Speech ({n_clips} clips)"))
+                                desc=f"speaking stand-in LJ Speech ({grammar}, {n_clips} clips)"))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C, do not speak the remaining clips
         with (tmp / "metadata.csv").open("w", encoding="utf-8", newline="\n") as f:
             f.writelines(f"{clip_id}|{raw}|{normalized}\n" for clip_id, (raw, normalized) in zip(ids, texts))
         seconds = np.asarray(lengths) / SAMPLE_RATE
         (tmp / STANDIN_MARKER).write_text(json.dumps({
-            "version": STANDIN_VERSION, "seed": seed, "n_clips": n_clips, "voice": VOICE,
+            "version": STANDIN_VERSION, "grammar": grammar, "seed": seed, "n_clips": n_clips, "voice": VOICE,
+            "max_frames": SHORT_MAX_FRAMES if grammar == "short" else None, "sentences_redrawn": sum(redrawn),
             "espeak_ng": _espeak_version(exe), "sample_rate": SAMPLE_RATE,
             "seconds": {"total": round(float(seconds.sum()), 2), "mean": round(float(seconds.mean()), 3),
                         "max": round(float(seconds.max()), 3), "min": round(float(seconds.min()), 3)},
