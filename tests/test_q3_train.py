@@ -228,3 +228,52 @@ def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
     for key in ref:
         assert ours[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-6), key  # float32 loss rounding
     assert len(per_sample) == 8
+
+
+class _RecordingSplit:
+    """Just what train_epoch reads of a SplitData, recording the clip indices of every batch."""
+
+    def __init__(self, n: int):
+        self.n, self.device, self.seen = n, "cpu", []
+        self.tokens = torch.zeros(n, 99, dtype=torch.long)
+
+    def audio(self, index):
+        self.seen.append(index.clone())
+        return torch.zeros(len(index), 1)
+
+
+class _ConstantModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(35, 1))
+
+    def forward(self, audio, tokens):
+        return self.bias.expand(len(audio), 35, tokens.shape[1])
+
+
+def test_training_order_is_the_dataloaders_shuffle_from_the_global_rng():
+    """The skeleton: seed, build the model, then per epoch iterate a shuffled train loader and an unshuffled
+    validation loader. train_epoch and evaluate's draw reproduce the orders and leave the RNG where it was."""
+    n_train, n_val, batch, epochs = 23, 5, 4, 3
+    torch.manual_seed(42)
+    torch.nn.Linear(3, 3)  # a model's initialisation comes first in both
+    train_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(n_train)),
+                                               batch_size=batch, shuffle=True)
+    val_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(n_val)), batch_size=batch)
+    expected = []
+    for _ in range(epochs):
+        expected.append([b[0] for b in train_loader])
+        list(val_loader)
+    after = torch.rand(3)
+
+    torch.manual_seed(42)
+    torch.nn.Linear(3, 3)
+    model, cfg = _ConstantModel(), ASRConfig(batch_size=batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for epoch in range(epochs):
+        split = _RecordingSplit(n_train)
+        train_asr.train_epoch(model, optimizer, split, cfg, epoch)
+        assert [b.tolist() for b in split.seen] == [b.tolist() for b in expected[epoch]]
+        train_asr.loader_iteration_seed()  # what evaluate draws first
+    assert torch.equal(torch.rand(3), after)
+    assert any(b[0].tolist() != list(range(batch)) for b in expected)  # the orders really are shuffled
