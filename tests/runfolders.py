@@ -86,24 +86,32 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
         for epoch in range(1, epochs + 1):
             sims = {f"val_{n}": round(quality * w * epoch / epochs, 6)
                     for n, w in zip(Q3_SIMILARITIES, (1.0, 1.15, 0.8))}
-            history.append({"epoch": epoch, "lr": 1e-3, "train_loss": round(3.0 / epoch, 6),
+            history.append({"epoch": epoch, "steps": 3 * epoch, "lr": 1e-3, "train_loss": round(3.0 / epoch, 6),
                             "val_loss": round(3.1 / epoch + rng.uniform(0, 0.05), 6), **sims,
                             "seconds": 1.0, "train_seconds": 0.8})
         test = {"test_loss": round(1.2 - quality / 10 + rng.uniform(0, 0.01), 6),
                 **{f"test_{n}": round(quality * w + rng.uniform(0, 0.01), 6)
                    for n, w in zip(Q3_SIMILARITIES, (1.0, 1.15, 0.8))}}
-        predictions = "index,target,prediction," + ",".join(Q3_SIMILARITIES) + "\n" + "".join(
-            f"{i},<{t}>,<{t[: len(t) // 2]} the the>,0.5,0.6,0.4\n" for i, t in enumerate(Q3_TEXTS))
+        predictions = "index,target,prediction," + ",".join(Q3_SIMILARITIES) + ",seen_in_train\n" + "".join(
+            f"{i},<{t}>,<{t[: len(t) // 2]} the the>,0.5,0.6,0.4,{i % 2}\n" for i, t in enumerate(Q3_TEXTS))
         weights = np.random.default_rng(0).random((2, 2, 98, 64)).astype(np.float16)
         buf = io.BytesIO()
         np.savez_compressed(buf, weights=weights, tokens=np.zeros((2, 98), dtype=np.int64),
                             generated=np.zeros((2, 99), dtype=np.int64), texts=np.array(Q3_TEXTS[:2]),
                             audio_frames=np.array([120, 100]), encoder_frames=np.array([60, 50]))
-        config = {"decoder": decoder, "n_encoder_layers": 2, "epochs": epochs, "lr": 1e-3, "seed": 42,
-                  "n_clips": 24, "audio_frames": 256}
+        config = {"decoder": decoder, "corpus": "short", "n_encoder_layers": 2, "epochs": epochs, "lr": 1e-3,
+                  "seed": 42, "n_clips": 24, "audio_frames": 352, "batch_size": 8}
         summary = {"decoder": decoder, "n_params": 1471235 if decoder == "rnn" else 1329835, "epochs": epochs,
                    "epochs_run": epochs, "diverged_epoch": None, "device": "cpu", "n_train": 18,
-                   "n_validation": 2, "n_test": 4, **test}
+                   "n_validation": 2, "n_test": 4, "corpus": "short", "batch_size": 8, "steps_per_epoch": 3,
+                   "protocol_deviations": {"corpus": {"value": "short", "protocol": "ljspeech"},
+                                           "batch_size": {"value": 8, "protocol": 64}},
+                   "cropped_clips": {"train": 0, "validation": 0, "test": 0},
+                   "truncated_transcripts": {"train": 0, "validation": 0, "test": 0},
+                   "test_seen_in_train": 2, "test_unseen": 2, "test_dl_seen": 0.5, "test_dl_unseen": 0.3,
+                   "train_seconds": 2.4, "test_degenerate": {"kind": "looping", "distinct": 4, "most_common": "x",
+                                                             "most_common_share": 0.25, "looping_share": 1.0},
+                   "chance": {n: c for n, c in zip(Q3_SIMILARITIES, (0.6, 0.75, 0.2))}, **test}
         spec = store.RunSpec.create("q3_asr", config, profile, STANDIN, f"{decoder}")
 
         def train(run, history=history, predictions=predictions, npz=buf.getvalue(), summary=summary):

@@ -184,3 +184,52 @@ def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(lj.EspeakMissingError, match=r"make setup.*apt-get install espeak-ng"):
         lj.prepare(tmp_path, 6)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the short-sentence stand-in of the quick profile ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def short_standin(tmp_path_factory):
+    return lj.prepare(tmp_path_factory.mktemp("short"), 12, seed=0, workers=2, corpus="short")
+
+
+def test_short_standin_is_deterministic_and_every_clip_fits_its_frames(short_standin, tmp_path):
+    from hw2.data import short_sentences
+
+    assert short_standin.name == f"ljspeech-short-standin-v{lj.STANDIN_VERSION}-12-s0"
+    made = json.loads((short_standin / "standin.json").read_text())
+    assert made["grammar"] == "short" and made["max_frames"] == lj.SHORT_MAX_FRAMES
+    clips = lj.read_metadata(short_standin)
+    for clip in clips:
+        samples = sf.info(short_standin / "wavs" / f"{clip.id}.wav").frames
+        assert audio.n_valid_frames(samples) <= lj.SHORT_MAX_FRAMES  # nothing will be cropped
+        assert 3 <= len(clip.text.split()) <= 6 and len(clip.text) <= text.MAX_LEN - 2  # nor truncated
+        assert text.UNK not in text.encode(clip.text).tolist()  # every character is in the vocabulary
+        assert clip.text.split()[-1].strip(".,?").lower() in short_sentences.vocabulary()
+    again = lj.make_standin(tmp_path, 12, seed=0, workers=1, grammar="short")
+    assert (again / "metadata.csv").read_bytes() == (short_standin / "metadata.csv").read_bytes()
+    for clip in clips[:3]:
+        assert (again / "wavs" / f"{clip.id}.wav").read_bytes() == (short_standin / "wavs" / f"{clip.id}.wav").read_bytes()
+    assert lj.data_source(again) == lj.data_source(short_standin) != lj.data_source(lj.prepare(tmp_path, 6, workers=1))
+
+
+def test_short_standin_is_used_even_beside_the_real_corpus(tmp_path):
+    (tmp_path / lj.REAL_FOLDER).mkdir()
+    (tmp_path / lj.REAL_FOLDER / "metadata.csv").write_text("LJ001-0001|a|a\n")
+    assert lj.prepare(tmp_path, 500) == tmp_path / lj.REAL_FOLDER
+    assert lj.standin_folder(tmp_path, 4, grammar="short").name.startswith("ljspeech-short-standin")
+    with pytest.raises(lj.CorpusError, match="unknown corpus 'tiny'"):
+        lj.prepare(tmp_path, 4, corpus="tiny")
+
+
+def test_short_sentences_held_out_are_mostly_unseen():
+    """With the quick profile's 6,000 clips, few test sentences also occur in training (the grammar's
+    first draw for each clip; a redraw for a long clip changes a handful)."""
+    from hw2.data import short_sentences
+
+    texts = [short_sentences.clip_text(0, i)[1].lower() for i in range(6000)]
+    splits = lj.split_ranges(6000)
+    train = {texts[i] for i in splits["train"]}
+    seen = sum(texts[i] in train for i in splits["test"])
+    assert seen / len(splits["test"]) < 0.15
+    assert len(short_sentences.vocabulary()) > 200

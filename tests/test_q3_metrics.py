@@ -129,3 +129,33 @@ def test_empty_accumulator_and_ragged_batch_are_errors():
         EpochAccumulator().summary()
     with pytest.raises(ValueError, match="same"):
         EpochAccumulator().add(1.0, {JAC: [1.0], COS: [1.0, 1.0], DL: [1.0]})
+
+
+# --- degenerate output and the chance baseline -----------------------------------------------------------------
+
+def test_looping_and_constant_predictions_are_detected():
+    from hw2.metrics import degenerate_output, is_looping
+
+    looping = "<" + ("the " * 30)[:97] + ">"  # never stopped: ">" forced at position 98
+    assert is_looping(looping) and is_looping("<e " + "o" * 95 + ">")
+    assert not is_looping("<the the the>")  # stopped by itself: short, not a loop
+    assert not is_looping("<" + "tina saw five carpets. rose laughed sadly. the monkeys were lucky. alice"
+                          " saw twenty candles ok>")
+    healthy = ["<tina saw five carpets.>", "<rose laughed sadly.>", "<is the pencil dirty?>"]
+    assert degenerate_output(healthy)["kind"] is None
+    other_loop = "<" + ("and " * 30)[:97] + ">"
+    assert degenerate_output([looping, other_loop, healthy[0]])["kind"] == "looping"
+    constant = degenerate_output(["<the monkeys were lucky.>"] * 3 + healthy[:1])
+    assert constant["kind"] == "constant" and constant["most_common_share"] == 0.75 and constant["distinct"] == 2
+
+
+def test_chance_baseline_scores_each_target_against_the_next():
+    from hw2.metrics import chance_similarities
+    from hw2.text import encode_batch
+
+    texts = ["ab", "ba", "cd"]
+    chance = chance_similarities(encode_batch(texts))
+    pairs = [("<ab>", "<ba>"), ("<ba>", "<cd>"), ("<cd>", "<ab>")]
+    dl = [1 - textdistance.damerau_levenshtein(a, b) / max(len(a), len(b)) for a, b in pairs]
+    assert chance[DL] == pytest.approx(sum(dl) / 3)
+    assert chance[JAC] == pytest.approx(sum(textdistance.jaccard.normalized_similarity(a, b) for a, b in pairs) / 3)

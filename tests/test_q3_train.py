@@ -122,6 +122,13 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(env):
         assert att["tokens"].shape == (n, 98) and att["generated"].shape == (n, 99)
         raw = json.loads(run.file("metrics_raw.json").read_text())
         assert len(raw["validation"]) == 2 and sum(raw["test"]["n"]) == run.summary["n_test"]
+        # what the run changed and cut is on record: the short stand-in fits its frames and the tokenizer
+        nothing = {"train": 0, "validation": 0, "test": 0}
+        assert run.summary["cropped_clips"] == nothing and run.summary["truncated_transcripts"] == nothing
+        assert run.summary["protocol_deviations"]["corpus"] == {"value": "short", "protocol": "ljspeech"}
+        assert run.summary["test_seen_in_train"] + run.summary["test_unseen"] == run.summary["n_test"]
+        assert run.summary["test_degenerate"]["kind"] in (None, "constant", "looping")
+        assert set(run.summary["chance"]) == set(SIMILARITY_NAMES)
     again = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert "2 complete, 0 to run" in again.stdout
 
@@ -277,3 +284,14 @@ def test_training_order_is_the_dataloaders_shuffle_from_the_global_rng():
         train_asr.loader_iteration_seed()  # what evaluate draws first
     assert torch.equal(torch.rand(3), after)
     assert any(b[0].tolist() != list(range(batch)) for b in expected)  # the orders really are shuffled
+
+
+def test_clips_cropped_and_transcripts_truncated_are_counted():
+    """The skeleton crops clips to its frames and keeps 97 characters of a transcript; both are counted."""
+    long_text = "a" * 98
+    clips = [(np.zeros(160 * 99, dtype=np.float32), "short"), (np.zeros(160 * 100, dtype=np.float32), long_text),
+             (np.zeros(160 * 150, dtype=np.float32), "x" * 97)]
+    split = train_asr.SplitData(clips, n_frames=100, device="cpu", cache_bytes=1 << 30)
+    assert split.n_cropped == 2  # 101 and 151 frames; 100 frames fit exactly
+    assert split.n_truncated == 1  # 98 characters; 97 fit
+    assert split.valid_frames == [100, 100, 100]

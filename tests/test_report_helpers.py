@@ -2,7 +2,7 @@
 import pytest
 
 import runfolders
-from hw2 import report
+from hw2 import report, report_q3
 from hw2.store import RunError
 
 
@@ -28,7 +28,7 @@ def test_missing_runs_name_the_make_target(results_dir):
     with pytest.raises(RunError, match=r"run `PROFILE=smoke make runs-q2` first"):
         report.Q2Results("smoke")
     runfolders.q3_runs()
-    q3 = report.Q3Results("smoke")
+    q3 = report_q3.Q3Results("smoke")
     assert q3.decoder("rnn").label == "LSTM decoder"
     with pytest.raises(RunError, match=r"make runs-q1"):
         report.Q1Results("smoke")

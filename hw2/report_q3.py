@@ -1,0 +1,447 @@
+"""Question 3's report helpers: both decoders' runs as numbers, booleans, tables and figures for
+`report/_q3.qmd`. Every sentence, caption included, is written in the .qmd; nothing here trains.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from functools import cached_property
+
+from hw2.report import figure, fmt, mean_std, require_runs, seed_of, table
+from hw2.store import LoadedRun, RunError
+
+EXPERIMENT = "q3_asr"
+DECODER_NAMES = {"rnn": "LSTM decoder", "transformer": "Transformer decoder"}
+SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
+                "damerau_levenshtein": "damerau-levenshtein_similarity"}
+SIMILARITY_LABELS = {"jaccard": "Jaccard", "cosine": "Cosine", "damerau_levenshtein": "Damerau–Levenshtein"}
+PROTOCOL_FRAMES = 2754
+SKELETON_ENCODER_BLOCKS = 2
+STATEMENT_ENCODER_BLOCKS = 4
+# The field names of a run's protocol deviations, as the report names them.
+DEVIATION_WORDS = {"corpus": "corpus", "n_clips": "clips in the corpus", "audio_frames": "frames per clip",
+                   "batch_size": "training batch size", "epochs": "epochs", "n_encoder_layers": "encoder blocks",
+                   "lr": "learning rate", "weight_decay": "weight decay", "label_smoothing": "label smoothing",
+                   "eval_batch_size": "evaluation batch size", "bf16": "bf16 autocast"}
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def listening_threshold(chance_dl: float) -> float:
+    """The validation Damerau–Levenshtein similarity past which a decoder counts as listening: halfway
+    from the chance baseline (fluent text that ignores the audio) to a perfect transcript."""
+    return (chance_dl + 1) / 2
+
+
+@dataclass
+class Q3Decoder:
+    """The runs of one decoder (one per seed)."""
+
+    name: str
+    runs: list[LoadedRun]
+
+    @property
+    def label(self) -> str:
+        return DECODER_NAMES.get(self.name, self.name)
+
+    @property
+    def run(self) -> LoadedRun:
+        return self.runs[0]
+
+    def summary(self, key: str):
+        return self.run.summary[key]
+
+    def test_values(self, metric: str) -> list[float]:
+        key = "test_loss" if metric == "loss" else f"test_{SIMILARITIES[metric]}"
+        return [_number(r.summary.get(key)) for r in self.runs]
+
+    def test(self, metric: str) -> float:
+        values = [v for v in self.test_values(metric) if v == v]
+        return statistics.mean(values) if values else float("nan")
+
+    def last_val(self, metric: str) -> float:
+        column = "val_loss" if metric == "loss" else f"val_{SIMILARITIES[metric]}"
+        return float(self.run.history[column].iloc[-1])
+
+    @property
+    def n_params(self) -> int:
+        return int(self.summary("n_params"))
+
+    @property
+    def n_train(self) -> int:
+        return int(self.summary("n_train"))
+
+    @property
+    def n_val(self) -> int:
+        return int(self.summary("n_validation"))
+
+    @property
+    def n_test(self) -> int:
+        return int(self.summary("n_test"))
+
+    @property
+    def epochs(self) -> int:
+        return int(self.run.config["config"]["epochs"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.run.config["config"]["batch_size"])
+
+    @property
+    def encoder_layers(self) -> int:
+        return int(self.run.config["config"]["n_encoder_layers"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(self.summary("steps_per_epoch"))
+
+    @property
+    def steps(self) -> int:
+        return self.steps_per_epoch * len(self.run.history)
+
+    @property
+    def train_minutes(self) -> float:
+        return float(self.summary("train_seconds")) / 60
+
+    @property
+    def seconds_per_step(self) -> float:
+        return float(self.summary("train_seconds")) / self.steps
+
+    @property
+    def diverged_epoch(self) -> int | None:
+        return self.summary("diverged_epoch")
+
+    # --- what the greedy predictions look like
+
+    @property
+    def degenerate(self) -> str | None:
+        """"constant" or "looping" when the test predictions are degenerate (`metrics.degenerate_output`)."""
+        return (self.summary("test_degenerate") or {}).get("kind")
+
+    @property
+    def looping_share(self) -> float:
+        return float(self.summary("test_degenerate")["looping_share"])
+
+    @property
+    def distinct_predictions(self) -> int:
+        return int(self.summary("test_degenerate")["distinct"])
+
+    @property
+    def dl_seen(self) -> float:
+        return _number(self.summary("test_dl_seen"))
+
+    @property
+    def dl_unseen(self) -> float:
+        return _number(self.summary("test_dl_unseen"))
+
+    def listening_epoch(self, threshold: float) -> int | None:
+        """The first epoch whose validation Damerau–Levenshtein similarity reaches `threshold`."""
+        history = self.run.history
+        reached = history[history[f"val_{SIMILARITIES['damerau_levenshtein']}"] >= threshold]
+        return int(reached["epoch"].iloc[0]) if len(reached) else None
+
+    def listening_steps(self, threshold: float) -> int | None:
+        epoch = self.listening_epoch(threshold)
+        return None if epoch is None else epoch * self.steps_per_epoch
+
+    @cached_property
+    def predictions(self):
+        import pandas as pd
+
+        return pd.read_csv(self.run.file("test_predictions.csv"), keep_default_na=False)
+
+    @cached_property
+    def attention(self) -> dict:
+        import numpy as np
+
+        with np.load(self.run.file("attention.npz")) as z:
+            return {k: z[k] for k in z.files}
+
+    def attention_map(self, clip: int = 0):
+        """(tokens, frames) cross-attention of a validation clip, mean over heads, cut to its transcript and
+        its encoder frames."""
+        import numpy as np
+
+        z = self.attention
+        weights = z["weights"][clip].astype(np.float32).mean(axis=0)
+        n_tokens = min(len(str(z["texts"][clip])) + 2, weights.shape[0])  # "<", transcript, ">"
+        return weights[:n_tokens, : int(z["encoder_frames"][clip])]
+
+    @property
+    def forward_share(self) -> float:
+        """Over the saved validation clips, the share of consecutive output tokens whose most-attended encoder
+        frame is at or after the previous token's: 1 for a left-to-right reading, about one half for noise."""
+        import numpy as np
+
+        moves = []
+        for clip in range(len(self.attention["texts"])):
+            peaks = self.attention_map(clip).argmax(axis=1)
+            moves.extend(np.diff(peaks) >= 0)
+        return float(np.mean(moves))
+
+    @property
+    def n_attention_clips(self) -> int:
+        return len(self.attention["texts"])
+
+
+class Q3Results:
+    """Both decoders' runs of a profile (the notebook's cells (a) and (b))."""
+
+    def __init__(self, profile: str):
+        self.profile = profile
+        self.runs = require_runs(EXPERIMENT, profile, "runs-q3")
+        by_decoder: dict[str, list[LoadedRun]] = {}
+        for run in self.runs:
+            by_decoder.setdefault(run.config["config"]["decoder"], []).append(run)
+        missing = [d for d in DECODER_NAMES if d not in by_decoder]
+        if missing:
+            raise RunError(f"Q3 runs missing for profile {profile!r} (decoder {', '.join(missing)}): "
+                           f"run `PROFILE={profile} make runs-q3`")
+        self.decoders = {d: Q3Decoder(d, sorted(by_decoder[d], key=lambda r: seed_of(r) or 0)) for d in DECODER_NAMES}
+        self.rnn, self.transformer = self.decoders["rnn"], self.decoders["transformer"]
+
+    def decoder(self, name: str) -> Q3Decoder:
+        return self.decoders[name]
+
+    # --- what was run
+
+    @property
+    def deviations(self) -> dict[str, dict]:
+        """The protocol fields these runs changed: {field: {"value", "protocol"}} (the same for both decoders)."""
+        return self.rnn.summary("protocol_deviations")
+
+    @property
+    def follows_protocol(self) -> bool:
+        return not self.deviations
+
+    def deviation_list(self) -> str:
+        """'corpus short (protocol: ljspeech); training batch size 32 (protocol: 64)': the deviations as data."""
+        return "; ".join(f"{DEVIATION_WORDS.get(k, k)} {_value(v['value'])} (protocol: {_value(v['protocol'])})"
+                         for k, v in self.deviations.items())
+
+    @property
+    def short_corpus(self) -> bool:
+        return self.rnn.summary("corpus") == "short"
+
+    @property
+    def frames(self) -> int:
+        return int(self.rnn.run.config["config"]["audio_frames"])
+
+    @property
+    def frames_cropped(self) -> bool:
+        return self.frames < PROTOCOL_FRAMES
+
+    def cropped(self, split: str | None = None) -> int:
+        counts = self.rnn.summary("cropped_clips")
+        return int(counts[split] if split else sum(counts.values()))
+
+    def truncated(self, split: str | None = None) -> int:
+        counts = self.rnn.summary("truncated_transcripts")
+        return int(counts[split] if split else sum(counts.values()))
+
+    @property
+    def test_seen(self) -> int:
+        return int(self.rnn.summary("test_seen_in_train"))
+
+    @property
+    def test_unseen(self) -> int:
+        return int(self.rnn.summary("test_unseen"))
+
+    @property
+    def encoder_blocks_differ_from_statement(self) -> bool:
+        return self.rnn.encoder_layers != STATEMENT_ENCODER_BLOCKS
+
+    # --- comparisons
+
+    def chance(self, metric: str) -> float:
+        """The similarity of unrelated test transcripts (each scored against the next), a chance baseline."""
+        return float(self.rnn.summary("chance")[SIMILARITIES[metric]])
+
+    @property
+    def threshold(self) -> float:
+        return listening_threshold(self.chance("damerau_levenshtein"))
+
+    def faster_learner(self) -> Q3Decoder | None:
+        """The decoder that reached the listening threshold after fewer optimizer steps (None: a tie, or
+        neither reached it)."""
+        steps = {d: d.listening_steps(self.threshold) for d in self.decoders.values()}
+        reached = {d: s for d, s in steps.items() if s is not None}
+        if not reached or len(set(reached.values())) == 1 and len(reached) == len(steps):
+            return None
+        return min(reached, key=reached.get)
+
+    def better(self, metric: str) -> Q3Decoder | None:
+        """The decoder with the better test value (lower loss, higher similarity) to 4 digits; None if equal."""
+        a, b = self.transformer.test(metric), self.rnn.test(metric)
+        if fmt(a) == fmt(b):
+            return None
+        lower_wins = metric == "loss"
+        return self.transformer if (a < b) == lower_wins else self.rnn
+
+    def gap(self, metric: str) -> float:
+        """|Transformer - LSTM| on the test set."""
+        return abs(self.transformer.test(metric) - self.rnn.test(metric))
+
+    def relative_loss_gap(self) -> float:
+        """The test-loss gap as a share of the larger test loss."""
+        return self.gap("loss") / max(self.transformer.test("loss"), self.rnn.test("loss"))
+
+    def relative_gap(self, metric: str) -> float:
+        """The similarity gap as a share of the room above chance, 1 - chance."""
+        return self.gap(metric) / (1 - self.chance(metric))
+
+    def most_separating(self) -> str:
+        """The similarity whose gap between the decoders is largest relative to its room above chance."""
+        return max(SIMILARITIES, key=self.relative_gap)
+
+    @property
+    def same_output_share(self) -> float:
+        """The share of test clips on which both decoders predict exactly the same transcript."""
+        a, b = self.rnn.predictions["prediction"], self.transformer.predictions["prediction"]
+        return float((a == b).mean())
+
+    def ordering(self, decoder: Q3Decoder) -> list[str]:
+        """The similarities from highest to lowest test value."""
+        return sorted(SIMILARITIES, key=lambda m: -decoder.test(m))
+
+    def dl_lowest(self) -> bool:
+        return all(self.ordering(d)[-1] == "damerau_levenshtein" for d in self.decoders.values())
+
+    # --- tables and figures
+
+    def test_table(self, label: str, text: str):
+        import pandas as pd
+
+        rows = []
+        for dec in self.decoders.values():
+            rows.append({"Decoder": dec.label.replace(" decoder", ""), "Parameters": f"{dec.n_params:,}",
+                         "Training (min)": f"{dec.train_minutes:.1f}",
+                         "Last val. loss": fmt(dec.last_val("loss")),
+                         "Last val. DL": fmt(dec.last_val("damerau_levenshtein")),
+                         "Test loss": mean_std(dec.test_values("loss")),
+                         **{SIMILARITY_LABELS[m]: mean_std(dec.test_values(m)) for m in SIMILARITIES}})
+        rows.append({"Decoder": "chance", "Parameters": "", "Training (min)": "", "Last val. loss": "",
+                     "Last val. DL": "", "Test loss": "",
+                     **{SIMILARITY_LABELS[m]: fmt(self.chance(m)) for m in SIMILARITIES}})
+        return table(pd.DataFrame(rows), label, text, self.runs)
+
+    def examples_table(self, label: str, text: str, n: int = 5, width: int = 48):
+        import pandas as pd
+
+        preds = {d: dec.predictions for d, dec in self.decoders.items()}
+        rows = []
+        for i in range(min(n, *(len(p) for p in preds.values()))):
+            row = {"Target": _markdown_text(_clip(preds["rnn"]["target"][i], width))}
+            for d, p in preds.items():
+                row[DECODER_NAMES[d].replace(" decoder", "")] = _markdown_text(_clip(p["prediction"][i], width))
+            rows.append(row)
+        return table(pd.DataFrame(rows), label, text, [d.run for d in self.decoders.values()])
+
+    def _panels(self, columns: dict[str, str], ylabel: str, label: str, text: str, threshold: bool = False):
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.6), sharey=True, layout="constrained")
+        for ax, dec in zip(axes, self.decoders.values()):
+            steps = dec.run.history["steps"].to_numpy()
+            for column, name in columns.items():
+                curves = np.array([r.history[column].to_numpy(dtype=float) for r in dec.runs])
+                mean = np.nanmean(curves, axis=0)
+                ax.plot(steps, mean, marker="o", markersize=2.5, label=name)
+                if len(dec.runs) > 1:
+                    std = np.nanstd(curves, axis=0, ddof=1)
+                    ax.fill_between(steps, mean - std, mean + std, alpha=0.2, linewidth=0)
+            if threshold:
+                ax.axhline(self.threshold, color="grey", linestyle="--", linewidth=0.8, label="listening threshold")
+                ax.axhline(self.chance("damerau_levenshtein"), color="grey", linestyle=":", linewidth=0.8,
+                           label="chance (DL)")
+            ax.set_title(dec.label, fontsize=9)
+            ax.set_xlabel("Optimizer steps (one marker per epoch)")
+            ax.set_ylabel(ylabel if ax is axes[0] else " ")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=6.5, frameon=False)
+        return figure(fig, label, text, self.runs, width="100%")
+
+    def loss_figure(self, label: str, text: str):
+        return self._panels({"train_loss": "training", "val_loss": "validation"}, "Loss", label, text)
+
+    def similarity_figure(self, label: str, text: str):
+        return self._panels({f"val_{key}": SIMILARITY_LABELS[short] for short, key in SIMILARITIES.items()},
+                            "Validation similarity", label, text, threshold=True)
+
+    def alignment_figure(self, label: str, text: str, clip: int = 0):
+        """Cross-attention (mean over heads) of one validation clip for each decoder, with a colour bar."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.8), layout="constrained")
+        for ax, dec in zip(axes, self.decoders.values()):
+            image = ax.imshow(dec.attention_map(clip), aspect="auto", origin="lower", cmap="viridis",
+                              interpolation="nearest", vmin=0)
+            ax.set_title(dec.label, fontsize=9)
+            ax.set_xlabel("Encoder frame")
+            ax.set_ylabel("Output token" if ax is axes[0] else " ")
+            fig.colorbar(image, ax=ax, shrink=0.9).set_label("Attention weight", fontsize=7)
+        return figure(fig, label, text, [d.run for d in self.decoders.values()], width="100%")
+
+    @property
+    def alignment_text(self) -> str:
+        return str(self.rnn.attention["texts"][0])
+
+
+def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
+    """What each decoder reads when it writes token t: the Transformer's causal mask (every earlier token,
+    directly) beside the LSTM's recurrence (token t and the state carried from t - 1). An illustration."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    n = len(transcript)
+    causal = np.tril(np.ones((n, n)))  # 1: read directly
+    recurrent = np.tril(np.full((n, n), 0.5))  # 0.5: reaches step t only through the state h_{t-1}, c_{t-1}
+    np.fill_diagonal(recurrent, 1)
+    cmap = ListedColormap(["white", "#9ecae1", "#08519c"])
+    ticks = [repr(c)[1:-1] if c != " " else "␣" for c in transcript]
+    fig, axes = plt.subplots(1, 2, figsize=(6.0, 2.9), layout="constrained")
+    for ax, grid, title in ((axes[0], recurrent, "LSTM: token t and the state from t − 1"),
+                            (axes[1], causal, "Transformer: tokens 1..t, causal mask")):
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=1)
+        ax.set_xticks(range(n), ticks, fontsize=7)
+        ax.set_yticks(range(n), ticks, fontsize=7)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("Token read")
+        ax.set_ylabel("Position written (query)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(2)), plt.Rectangle((0, 0), 1, 1, color=cmap(1)),
+               plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey")]
+    fig.legend(handles, ["read directly", "only through the recurrent state", "hidden (future)"],
+               loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+    return figure(fig, label, text, "An illustration of the two architectures; no run.", width="85%")
+
+
+def transposition_example(text: str = "tina saw five carpets.") -> dict:
+    """A transcript, the same with two adjacent letters swapped, and the three similarities of the pair as the
+    skeleton computes them (token ids with "<" and ">")."""
+    from hw2 import text as tokens
+    from hw2.metrics import string_similarities
+
+    word = next(w for w in text.split() if len(w) >= 4)
+    swapped_word = word[0] + word[2] + word[1] + word[3:]
+    swapped = text.replace(word, swapped_word, 1)
+    scores = string_similarities(tokens.encode_batch([text]), tokens.encode_batch([swapped]))
+    return {"target": text, "prediction": swapped, "word": word, "swapped_word": swapped_word,
+            "length": len(text) + 2, **{m: scores[SIMILARITIES[m]][0] for m in SIMILARITIES}}
+
+
+def _value(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text).strip("<>")
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _markdown_text(text: str) -> str:
+    """Transcript text safe inside a Markdown table cell."""
+    return "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|@$~^" else c for c in text) or " "
