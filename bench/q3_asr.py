@@ -7,7 +7,8 @@ Ours: features computed once in batches on the device and kept there (the time t
 printed separately: a run pays it once), fused attention, greedy decoding that carries the LSTM state or a
 key/value cache, several evaluation batches at once.
 
-Prints clips per second for training, for greedy decoding from the features (encoder included) and for the
+Then projects the profile's wall time for each decoder from the step and decoding times measured here
+(every epoch: the training steps and a validation pass; then the test pass). Prints clips per second for training, for greedy decoding from the features (encoder included) and for the
 decoding loop alone (both decoders on the same encoder outputs), the ratios, and whether both decode exactly
 the same tokens (exit status 1 if not). The weights are those of the profile's finished run when there is
 one (so the decoded text is meaningful), else the initial weights.
@@ -17,6 +18,7 @@ one (so the decoded text is meaningful), else the initial weights.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -75,7 +77,7 @@ def train_steps(model, batches, device: str) -> float:
 
 
 def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int, n_decode: int,
-                  device: str) -> bool:
+                  device: str) -> tuple[bool, float]:
     cfg = q3_config(profile, decoder=decoder, audio_frames=frames)
     corpus = corpus_dir(profile)
     bs, eval_bs = cfg.batch_size, cfg.eval_batch_size
@@ -146,7 +148,17 @@ def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int,
           f"ratio {l_base / l_ours:5.2f}x   identical tokens: {same_loop}")
     example = torch.cat(our_tokens)[0]
     print(f"  first decoded clip: {text.decode_until_stop(example)!r}")
-    return same and same_loop
+
+    splits = ljspeech.split_ranges(len(ljspeech.read_metadata(corpus)))
+    steps = cfg.epochs * math.ceil(len(splits["train"]) / bs)
+    step_s = t_ours / math.ceil(n_train / bs)
+    decode_s = d_ours / len(test_clips)  # per clip; the teacher-forced loss of a pass is small beside it
+    train_min = steps * step_s / 60
+    eval_min = (cfg.epochs * len(splits["validation"]) + len(splits["test"])) * decode_s / 60
+    print(f"  profile {profile}: {cfg.epochs} epochs x {math.ceil(len(splits['train']) / bs)} steps = {steps:,} steps "
+          f"at {step_s:.3f} s/step -> {train_min:.1f} min training + {eval_min:.1f} min validation and test "
+          f"= {train_min + eval_min:.1f} min projected for this decoder")
+    return same and same_loop, train_min + eval_min
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="corpus and frame count of this profile (default: auto)")
     parser.add_argument("--decoder", nargs="+", default=["rnn", "transformer"], choices=["rnn", "transformer"])
     parser.add_argument("--frames", type=int, default=None, help="audio frames (default: the profile's)")
-    parser.add_argument("--train-batches", type=int, default=2)
+    parser.add_argument("--train-batches", type=int, default=6)
     parser.add_argument("--decode-clips", type=int, default=64)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
@@ -165,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     with torch_threads(cpu_threads() if device == "cpu" else None):
         print(f"[hw2] bench q3: profile={profile} data={ljspeech.data_source(corpus_dir(profile))} "
               f"device={device} torch threads={torch.get_num_threads()}")
+        projected = {}
         for decoder in args.decoder:
-            ok &= bench_decoder(decoder, profile, frames, args.train_batches, args.decode_clips, device)
+            same, projected[decoder] = bench_decoder(decoder, profile, frames, args.train_batches,
+                                                     args.decode_clips, device)
+            ok &= same
+    if len(projected) > 1:
+        print(f"\nprojected wall time for all decoders: {sum(projected.values()):.1f} min one after the other with "
+              f"{torch.get_num_threads()} thread(s); side by side (make runs-q3, JOBS=2, one thread each on 2 "
+              f"cores) about the longest, {max(projected.values()):.1f} min, when measured with 1 thread")
     return 0 if ok else 1
 
 

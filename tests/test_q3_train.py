@@ -295,3 +295,18 @@ def test_clips_cropped_and_transcripts_truncated_are_counted():
     assert split.n_cropped == 2  # 101 and 151 frames; 100 frames fit exactly
     assert split.n_truncated == 1  # 98 characters; 97 fit
     assert split.valid_frames == [100, 100, 100]
+
+
+def test_evaluate_consumes_one_draw_like_an_unshuffled_dataloader():
+    from hw2.models.asr import build_asr_model
+
+    torch.manual_seed(0)
+    model = build_asr_model("rnn", 1).eval()
+    clips = [(np.random.default_rng(i).standard_normal(160 * 40).astype(np.float32), "ab") for i in range(3)]
+    split = train_asr.SplitData(clips, n_frames=48, device="cpu", cache_bytes=1 << 30)
+    state = torch.get_rng_state()
+    train_asr.evaluate(model, split, ASRConfig())
+    after = torch.rand(2)
+    torch.set_rng_state(state)
+    list(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(3)), batch_size=16))
+    assert torch.equal(torch.rand(2), after)
