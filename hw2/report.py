@@ -156,6 +156,10 @@ def figure(fig, label: str, text: str, runs: Iterable[LoadedRun] | str, width: s
     if not label.startswith("fig-"):
         raise ValueError(f"figure labels start with fig- (got {label!r})")
     for ax in fig.axes:
+        if getattr(ax, "_colorbar", None) is not None:  # a colour bar has its own label, one axis
+            if not ax._colorbar.ax.get_ylabel() and not ax._colorbar.ax.get_xlabel():
+                raise ValueError(f"figure {label}: every colour bar needs a label (colorbar.set_label)")
+            continue
         if ax.has_data() and not (ax.get_xlabel() and ax.get_ylabel()):
             raise ValueError(f"figure {label}: every plot needs axis labels (set_xlabel / set_ylabel)")
     FIGURE_DIR.mkdir(exist_ok=True)

@@ -263,22 +263,14 @@ class Q3Results:
     def threshold(self) -> float:
         return listening_threshold(self.chance("damerau_levenshtein"))
 
-    def faster_learner(self) -> Q3Decoder | None:
-        """The decoder that reached the listening threshold after fewer optimizer steps (None: a tie, or
-        neither reached it)."""
-        steps = {d: d.listening_steps(self.threshold) for d in self.decoders.values()}
-        reached = {d: s for d, s in steps.items() if s is not None}
-        if not reached or len(set(reached.values())) == 1 and len(reached) == len(steps):
+    def faster_learner(self) -> str | None:
+        """The decoder ("rnn" or "transformer") that reached the listening threshold after fewer optimizer
+        steps; None when both reached it in the same epoch or neither reached it."""
+        steps = {name: d.listening_steps(self.threshold) for name, d in self.decoders.items()}
+        reached = {name: s for name, s in steps.items() if s is not None}
+        if not reached or (len(reached) == len(steps) and len(set(reached.values())) == 1):
             return None
         return min(reached, key=reached.get)
-
-    def better(self, metric: str) -> Q3Decoder | None:
-        """The decoder with the better test value (lower loss, higher similarity) to 4 digits; None if equal."""
-        a, b = self.transformer.test(metric), self.rnn.test(metric)
-        if fmt(a) == fmt(b):
-            return None
-        lower_wins = metric == "loss"
-        return self.transformer if (a < b) == lower_wins else self.rnn
 
     def gap(self, metric: str) -> float:
         """|Transformer - LSTM| on the test set."""

@@ -22,8 +22,10 @@ float rounding, tested).
 Clips longer than `audio_frames` are cropped and transcripts longer than 97 characters truncated, as in the
 skeleton; both are counted per split, printed and recorded in the summary.
 
-Run folder: config.json, history.csv (epoch, steps, lr, train_loss, val_loss, val_<similarity> x 3, seconds,
-train_seconds), summary.json, metrics_raw.json (per-batch records as the skeleton pickles them),
+Run folder: config.json, history.csv (epoch, steps, lr, train_loss, val_loss, val_<similarity> x 3,
+val_output ("varied", or "constant"/"looping" for degenerate greedy output), val_looping_share,
+val_most_common_share, seconds, train_seconds), val_examples.json (the first validation clips' predictions
+after every epoch), summary.json, metrics_raw.json (per-batch records as the skeleton pickles them),
 test_predictions.csv, attention.npz (cross-attention of a few validation clips), model.pt, env.json.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ EXPERIMENT = "q3_asr"
 NOTEBOOK = "analysis/q3_asr.ipynb"
 SPLITS = ("train", "validation", "test")
 MAX_ENCODER_LAYERS = 12
+N_EXAMPLES = 4  # validation clips whose greedy prediction is kept every epoch (val_examples.json)
 
 
 @dataclass(frozen=True)
@@ -383,10 +386,12 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
     rates = lr_schedule(cfg)
     state = run.load_checkpoint()
     start_epoch, raw_val, timings = 0, [], {"train_seconds": 0.0, "val_seconds": 0.0}
+    examples: list[dict] = []  # per epoch: the greedy predictions of the first validation clips
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, raw_val, timings = state["epoch"], state["raw_val"], state["timings"]
+        examples = state["examples"]
         torch.set_rng_state(state["rng"])  # the shuffles of the remaining epochs, as without the interruption
 
     t0 = time.perf_counter()
@@ -418,22 +423,31 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
         if not all(math.isfinite(v) for v in batch_losses):
             diverged_epoch = epoch + 1
             row.update({"val_loss": float("nan"), **{f"val_{n}": float("nan") for n in SIMILARITY_NAMES},
+                        "val_output": "diverged", "val_looping_share": float("nan"),
+                        "val_most_common_share": float("nan"),
                         "seconds": round(train_seconds, 3), "train_seconds": round(train_seconds, 3)})
             run.log_epoch(row)
             tqdm.write(f"[hw2] epoch {epoch + 1}: the training loss is not finite; the run diverged", sys.stdout)
             break
         model.eval()
-        acc, _, _ = evaluate(model, data["validation"], cfg, progress, desc=f"epoch {epoch + 1} validation")
+        acc, _, generated = evaluate(model, data["validation"], cfg, progress, desc=f"epoch {epoch + 1} validation")
         seconds = time.perf_counter() - t_start
         values = acc.epoch_values()
+        predictions = [text.decode_until_stop(g) for g in generated]
+        output = degenerate_output(predictions)
+        examples.append({"epoch": epoch + 1, "predictions": predictions[:N_EXAMPLES]})
         row.update({"val_loss": values["loss"], **{f"val_{n}": values[n] for n in SIMILARITY_NAMES},
+                    "val_output": output["kind"] or "varied", "val_looping_share": round(output["looping_share"], 4),
+                    "val_most_common_share": round(output["most_common_share"], 4),
                     "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)})
         raw_val.append(acc.as_dict())
         timings = {"train_seconds": timings["train_seconds"] + train_seconds,
                    "val_seconds": timings["val_seconds"] + seconds - train_seconds}
         run.log_epoch(row)
+        run.write_json("val_examples.json", {"targets": data["validation"].texts[:N_EXAMPLES], "epochs": examples})
         run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "raw_val": raw_val, "timings": timings, "rng": torch.get_rng_state()})
+                             "raw_val": raw_val, "timings": timings, "rng": torch.get_rng_state(),
+                             "examples": examples})
         tqdm.write(f"[{epoch + 1}] lr {rates[epoch]:.3g} train loss {train_loss:.3f} val loss {values['loss']:.3f} "
                    + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
                    + f" ({seconds:.1f} s)", sys.stdout)

@@ -21,7 +21,8 @@ from hw2.train_asr import ASRConfig, lr_schedule
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON_LRS = [1e-5, 5.05e-4, 1e-3, 9.175e-4, 8.35e-4, 7.525e-4, 6.7e-4, 5.875e-4, 5.05e-4, 4.225e-4, 3.4e-4,
                 2.575e-4, 1.75e-4, 9.25e-5, 1e-5]
-HISTORY_COLUMNS = ["epoch", "steps", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES), "seconds",
+HISTORY_COLUMNS = ["epoch", "steps", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES), "val_output",
+                   "val_looping_share", "val_most_common_share", "seconds",
                    "train_seconds"]
 
 
@@ -129,6 +130,9 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(env):
         assert run.summary["test_seen_in_train"] + run.summary["test_unseen"] == run.summary["n_test"]
         assert run.summary["test_degenerate"]["kind"] in (None, "constant", "looping")
         assert set(run.summary["chance"]) == set(SIMILARITY_NAMES)
+        examples = json.loads(run.file("val_examples.json").read_text())
+        assert [e["epoch"] for e in examples["epochs"]] == [1, 2] and len(examples["targets"]) == 4
+        assert set(run.history["val_output"]) <= {"varied", "constant", "looping"}
     again = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert "2 complete, 0 to run" in again.stdout
 
