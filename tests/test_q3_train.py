@@ -131,7 +131,8 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(env):
         assert run.summary["test_degenerate"]["kind"] in (None, "constant", "looping")
         assert set(run.summary["chance"]) == set(SIMILARITY_NAMES)
         examples = json.loads(run.file("val_examples.json").read_text())
-        assert [e["epoch"] for e in examples["epochs"]] == [1, 2] and len(examples["targets"]) == 4
+        assert [e["epoch"] for e in examples["epochs"]] == [1, 2]
+        assert len(examples["targets"]) == min(train_asr.N_EXAMPLES, run.summary["n_validation"])
         assert set(run.history["val_output"]) <= {"varied", "constant", "looping"}
     again = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert "2 complete, 0 to run" in again.stdout
