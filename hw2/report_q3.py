@@ -185,6 +185,32 @@ class Q3Decoder:
     def n_attention_clips(self) -> int:
         return len(self.attention["texts"])
 
+    @property
+    def exact_share(self) -> float:
+        """The share of test clips whose greedy prediction is exactly the target."""
+        return float((self.predictions["prediction"] == self.predictions["target"]).mean())
+
+    # --- the phases of training, from the per-epoch validation output
+
+    def degenerate_epochs(self) -> list[int]:
+        """Epochs after which the validation predictions were degenerate (constant or looping)."""
+        history = self.run.history
+        return [int(e) for e, kind in zip(history["epoch"], history["val_output"]) if kind in ("constant", "looping")]
+
+    def deaf_epochs(self, threshold: float) -> list[int]:
+        """Epochs whose validation output was varied but below the listening threshold: fluent text that
+        does not follow the audio."""
+        history = self.run.history
+        dl = history[f"val_{SIMILARITIES['damerau_levenshtein']}"]
+        return [int(e) for e, kind, v in zip(history["epoch"], history["val_output"], dl)
+                if kind == "varied" and v < threshold]
+
+    @cached_property
+    def examples(self) -> dict:
+        import json
+
+        return json.loads(self.run.file("val_examples.json").read_text())
+
 
 class Q3Results:
     """Both decoders' runs of a profile (the notebook's cells (a) and (b))."""
@@ -276,9 +302,37 @@ class Q3Results:
         """|Transformer - LSTM| on the test set."""
         return abs(self.transformer.test(metric) - self.rnn.test(metric))
 
-    def relative_loss_gap(self) -> float:
-        """The test-loss gap as a share of the larger test loss."""
-        return self.gap("loss") / max(self.transformer.test("loss"), self.rnn.test("loss"))
+    @property
+    def loss_floor(self) -> float:
+        """The lowest possible loss with label smoothing: the entropy of the smoothed target distribution."""
+        import math
+
+        from hw2.text import N_VOCAB
+
+        eps = float(self.rnn.run.config["config"]["label_smoothing"])
+        true, other = 1 - eps + eps / N_VOCAB, eps / N_VOCAB
+        return -(true * math.log(true) + (N_VOCAB - 1) * other * math.log(other)) if eps else 0.0
+
+    def excess_loss(self, decoder: Q3Decoder) -> float:
+        """A decoder's test loss above the label-smoothing floor."""
+        return decoder.test("loss") - self.loss_floor
+
+    @property
+    def padding_share(self) -> float:
+        """The share of the 98 predicted positions of a test clip that are padding "@", averaged over clips."""
+        characters = self.rnn.predictions["target"].str.len() - 1  # the transcript and ">", without "<"
+        return float((1 - characters / 98).mean())
+
+    def widest_gap_epoch(self) -> dict:
+        """The epoch where the validation Damerau–Levenshtein similarities of the decoders differed most, with
+        both decoders' validation loss and similarity then."""
+        dl = f"val_{SIMILARITIES['damerau_levenshtein']}"
+        a, b = self.rnn.run.history, self.transformer.run.history
+        n = min(len(a), len(b))
+        epoch = max(range(n), key=lambda i: abs(a[dl].iloc[i] - b[dl].iloc[i]))
+        return {"epoch": int(a["epoch"].iloc[epoch]), "rnn_dl": float(a[dl].iloc[epoch]),
+                "transformer_dl": float(b[dl].iloc[epoch]), "rnn_loss": float(a["val_loss"].iloc[epoch]),
+                "transformer_loss": float(b["val_loss"].iloc[epoch])}
 
     def relative_gap(self, metric: str) -> float:
         """The similarity gap as a share of the room above chance, 1 - chance."""
@@ -306,18 +360,34 @@ class Q3Results:
     def test_table(self, label: str, text: str):
         import pandas as pd
 
-        rows = []
-        for dec in self.decoders.values():
-            rows.append({"Decoder": dec.label.replace(" decoder", ""), "Parameters": f"{dec.n_params:,}",
-                         "Training (min)": f"{dec.train_minutes:.1f}",
-                         "Last val. loss": fmt(dec.last_val("loss")),
-                         "Last val. DL": fmt(dec.last_val("damerau_levenshtein")),
-                         "Test loss": mean_std(dec.test_values("loss")),
-                         **{SIMILARITY_LABELS[m]: mean_std(dec.test_values(m)) for m in SIMILARITIES}})
-        rows.append({"Decoder": "chance", "Parameters": "", "Training (min)": "", "Last val. loss": "",
-                     "Last val. DL": "", "Test loss": "",
-                     **{SIMILARITY_LABELS[m]: fmt(self.chance(m)) for m in SIMILARITIES}})
-        return table(pd.DataFrame(rows), label, text, self.runs)
+        decoders = list(self.decoders.values())
+        rows = [("Trainable parameters", [f"{d.n_params:,}" for d in decoders], ""),
+                ("Training time (min)", [f"{d.train_minutes:.1f}" for d in decoders], ""),
+                ("Validation loss, last epoch", [fmt(d.last_val("loss")) for d in decoders], ""),
+                ("Validation Damerau–Levenshtein, last epoch", [fmt(d.last_val("damerau_levenshtein")) for d in decoders],
+                 ""),
+                ("Test loss", [mean_std(d.test_values("loss")) for d in decoders], ""),
+                *((f"Test {SIMILARITY_LABELS[m]}", [mean_std(d.test_values(m)) for d in decoders], fmt(self.chance(m)))
+                  for m in SIMILARITIES)]
+        frame = pd.DataFrame([{"": name, **{d.label.replace(" decoder", ""): v for d, v in zip(decoders, values)},
+                               "Chance": chance} for name, values, chance in rows])
+        return table(frame, label, text, self.runs)
+
+    def evolution_table(self, label: str, text: str, clip: int = 0, first: int = 5, width: int = 40):
+        """One validation clip's greedy prediction by each decoder after the first epochs and the last."""
+        import pandas as pd
+
+        by_epoch = {d: {e["epoch"]: e["predictions"][clip] for e in dec.examples["epochs"]}
+                    for d, dec in self.decoders.items()}
+        epochs = sorted(set.intersection(*(set(v) for v in by_epoch.values())))
+        shown = epochs[:first] + ([epochs[-1]] if len(epochs) > first else [])
+        steps = self.rnn.steps_per_epoch
+        rows = [{"Epoch (steps)": "target", **{DECODER_NAMES[d].replace(" decoder", ""):
+                 _markdown_text(_clip(self.rnn.examples["targets"][clip].lower(), width)) for d in self.decoders}}]
+        rows += [{"Epoch (steps)": f"{e} ({e * steps:,})",
+                  **{DECODER_NAMES[d].replace(" decoder", ""): _markdown_text(_clip(by_epoch[d][e], width))
+                     for d in self.decoders}} for e in shown]
+        return table(pd.DataFrame(rows), label, text, [d.run for d in self.decoders.values()])
 
     def examples_table(self, label: str, text: str, n: int = 5, width: int = 48):
         import pandas as pd
@@ -411,18 +481,29 @@ def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
     return figure(fig, label, text, "An illustration of the two architectures; no run.", width="85%")
 
 
-def transposition_example(text: str = "tina saw five carpets.") -> dict:
-    """A transcript, the same with two adjacent letters swapped, and the three similarities of the pair as the
-    skeleton computes them (token ids with "<" and ">")."""
+def _scores(target: str, prediction: str) -> dict:
     from hw2 import text as tokens
     from hw2.metrics import string_similarities
 
+    scores = string_similarities(tokens.encode_batch([target]), tokens.encode_batch([prediction]))
+    return {m: scores[SIMILARITIES[m]][0] for m in SIMILARITIES}
+
+
+def transposition_example(text: str = "tina saw five carpets.") -> dict:
+    """A transcript, the same with two adjacent letters swapped, and the three similarities of the pair as the
+    skeleton computes them (token ids with "<" and ">")."""
     word = next(w for w in text.split() if len(w) >= 4)
     swapped_word = word[0] + word[2] + word[1] + word[3:]
     swapped = text.replace(word, swapped_word, 1)
-    scores = string_similarities(tokens.encode_batch([text]), tokens.encode_batch([swapped]))
     return {"target": text, "prediction": swapped, "word": word, "swapped_word": swapped_word,
-            "length": len(text) + 2, **{m: scores[SIMILARITIES[m]][0] for m in SIMILARITIES}}
+            "length": len(text) + 2, **_scores(text, swapped)}
+
+
+def substitution_example(text: str = "tina saw five carpets.", old: str = "v", new: str = "f") -> dict:
+    """The same transcript with one letter replaced by another: one error, counted twice by Jaccard."""
+    changed = text.replace(old, new, 1)
+    return {"target": text, "prediction": changed, "old": old, "new": new, "length": len(text) + 2,
+            **_scores(text, changed)}
 
 
 def _value(value) -> str:

@@ -88,7 +88,8 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
                     for n, w in zip(Q3_SIMILARITIES, (1.0, 1.15, 0.8))}
             history.append({"epoch": epoch, "steps": 3 * epoch, "lr": 1e-3, "train_loss": round(3.0 / epoch, 6),
                             "val_loss": round(3.1 / epoch + rng.uniform(0, 0.05), 6), **sims,
-                            "seconds": 1.0, "train_seconds": 0.8})
+                            "val_output": "looping" if epoch == 1 else "varied", "val_looping_share": 0.0,
+                            "val_most_common_share": 0.5, "seconds": 1.0, "train_seconds": 0.8})
         test = {"test_loss": round(1.2 - quality / 10 + rng.uniform(0, 0.01), 6),
                 **{f"test_{n}": round(quality * w + rng.uniform(0, 0.01), 6)
                    for n, w in zip(Q3_SIMILARITIES, (1.0, 1.15, 0.8))}}
@@ -100,7 +101,7 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
                             generated=np.zeros((2, 99), dtype=np.int64), texts=np.array(Q3_TEXTS[:2]),
                             audio_frames=np.array([120, 100]), encoder_frames=np.array([60, 50]))
         config = {"decoder": decoder, "corpus": "short", "n_encoder_layers": 2, "epochs": epochs, "lr": 1e-3,
-                  "seed": 42, "n_clips": 24, "audio_frames": 352, "batch_size": 8}
+                  "seed": 42, "n_clips": 24, "audio_frames": 352, "batch_size": 8, "label_smoothing": 0.1}
         summary = {"decoder": decoder, "n_params": 1471235 if decoder == "rnn" else 1329835, "epochs": epochs,
                    "epochs_run": epochs, "diverged_epoch": None, "device": "cpu", "n_train": 18,
                    "n_validation": 2, "n_test": 4, "corpus": "short", "batch_size": 8, "steps_per_epoch": 3,
@@ -114,9 +115,14 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
                    "chance": {n: c for n, c in zip(Q3_SIMILARITIES, (0.6, 0.75, 0.2))}, **test}
         spec = store.RunSpec.create("q3_asr", config, profile, STANDIN, f"{decoder}")
 
-        def train(run, history=history, predictions=predictions, npz=buf.getvalue(), summary=summary):
+        examples = {"targets": Q3_TEXTS[:2], "epochs": [{"epoch": e, "predictions": [f"<{decoder} {e}>"] * 2}
+                                                        for e in range(1, epochs + 1)]}
+
+        def train(run, history=history, predictions=predictions, npz=buf.getvalue(), summary=summary,
+                  examples=examples):
             for row in history:
                 run.log_epoch(row)
+            run.write_json("val_examples.json", examples)
             run.write_text("test_predictions.csv", predictions)
             store.atomic_write_bytes(run.dir / "attention.npz", npz)
             return summary

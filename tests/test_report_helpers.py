@@ -49,3 +49,36 @@ def test_figures_need_axis_labels(results_dir, tmp_path, monkeypatch):
     ax.set_ylabel("y")
     md = report.figure(fig, "fig-a", "A.", "no run").data
     assert md.startswith("![A. `#text(") and "{#fig-a width=75%}" in md and (tmp_path / "_figures/fig-a.png").is_file()
+
+
+def test_q3_facts_come_from_the_runs(results_dir):
+    runfolders.q3_runs(epochs=3)
+    q3 = report_q3.Q3Results("smoke")
+    # label smoothing 0.1 over 35 tokens: the loss cannot fall below the smoothed targets' entropy
+    import torch
+
+    smoothed = torch.full((1, 35), 0.1 / 35)
+    smoothed[0, 7] += 0.9  # the best possible prediction is the smoothed target itself
+    best = torch.nn.functional.cross_entropy(smoothed.log(), torch.tensor([7]), label_smoothing=0.1)
+    assert q3.loss_floor == pytest.approx(best.item(), rel=1e-5) == pytest.approx(0.6613, abs=1e-4)
+    assert q3.deviations["batch_size"] == {"value": 8, "protocol": 64} and "training batch size 8" in q3.deviation_list()
+    assert q3.cropped() == 0 and q3.truncated() == 0 and (q3.test_seen, q3.test_unseen) == (2, 2)
+    # the synthetic curves: DL = 0.8 q e / 3 (q = 0.55 LSTM, 0.6 Transformer); chance DL 0.2 -> threshold 0.6
+    assert q3.threshold == pytest.approx(0.6)
+    assert q3.rnn.listening_epoch(q3.threshold) is None and q3.faster_learner() is None
+    assert q3.rnn.degenerate_epochs() == [1] and q3.rnn.deaf_epochs(q3.threshold) == [2, 3]
+    assert q3.rnn.degenerate == "looping" and q3.rnn.exact_share == 0.0 and q3.same_output_share == 1.0
+    assert q3.widest_gap_epoch()["epoch"] == 3
+    assert 0 < q3.padding_share < 1
+    table = q3.evolution_table("tbl-e", "Evolution.").data
+    assert "rnn 3" in table and "transformer 1" in table
+    assert "Chance" in q3.test_table("tbl-t", "Test.").data
+
+
+def test_worked_examples_score_as_the_skeleton_does():
+    ex = report_q3.transposition_example("tina saw five carpets.")
+    assert ex["prediction"] == "tnia saw five carpets." and ex["jaccard"] == ex["cosine"] == 1.0
+    assert ex["damerau_levenshtein"] == pytest.approx(1 - 1 / 24)
+    sub = report_q3.substitution_example("tina saw five carpets.")
+    assert sub["jaccard"] == pytest.approx(23 / 25) and sub["damerau_levenshtein"] == pytest.approx(23 / 24)
+    assert sub["jaccard"] < sub["cosine"] < sub["damerau_levenshtein"]
