@@ -44,8 +44,10 @@ runs-q3: setup
 	$(PY) -m hw2 runs q3 --jobs $(JOBS)
 runs: runs-q1 runs-q2 runs-q3
 
+# The render runs _quarto.yml's pre-render step (the missing runs) itself; `runs` first lets make -j run
+# the questions side by side.
 report: setup runs
-	$(PY) -m hw2 render
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m hw2 render
 
 submission: setup
 	$(PY) -m hw2 submission

@@ -9,7 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hw2", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     runs = sub.add_parser("runs", help="run the missing runs of a question's plan (papermill)")
-    runs.add_argument("question", choices=["q1", "q2", "q3"])
+    runs.add_argument("question", choices=["q1", "q2", "q3", "all"], help="a question, or all three in turn")
     runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     runs.add_argument("--jobs", type=int, default=1, help="runs to execute at once")
     render = sub.add_parser("render", help="render the report PDF (Quarto when on PATH, else hw2's renderer)")
@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         from hw2.profiles import ConfigError
         from hw2.runs import run_question
 
+        questions = ["q1", "q2", "q3"] if args.question == "all" else [args.question]
         try:
-            return run_question(args.question, args.profile, args.jobs)
+            return max(run_question(q, args.profile, args.jobs) for q in questions)
         except ConfigError as exc:
             print(f"hw2: {exc}", file=sys.stderr)
             return 2

@@ -572,7 +572,7 @@ def to_typst(markdown: str, meta: dict, parts: dict[str, str], typ_dir: Path) ->
     template = parts["typst-template.typ"] + "\n" + parts["typst-show.typ"] + "\n$body$\n"
     if bib is not None:
         rel = Path(_relpath(bib, typ_dir)).as_posix()
-        template += f'\n#bibliography("{rel}", title: [References])\n'
+        template += f'\n#bibliography("{rel}")\n'
     with tempfile.TemporaryDirectory() as tmp:
         tpl = Path(tmp) / "template.typst"
         tpl.write_text(template)
@@ -646,15 +646,79 @@ def render_document(project: Project, doc: Path, log=print) -> Path:
     return pdf
 
 
-def render(root: Path | str = ".", log=print) -> list[Path]:
+def pre_render_commands(project: Project) -> list[str]:
+    """The project's `pre-render` steps (shell commands, as Quarto runs them), in order."""
+    steps = (project.config.get("project") or {}).get("pre-render") or []
+    return [steps] if isinstance(steps, str) else [str(step) for step in steps]
+
+
+def tool_environment() -> dict:
+    """The environment for pre-render steps and Quarto: this Python's folder first on PATH (so `python` is the
+    project's), and QUARTO_PYTHON naming it unless the user set one."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("QUARTO_PYTHON", sys.executable)
+    return env
+
+
+def run_pre_render(project: Project, log=print) -> None:
+    """Run the `pre-render` steps in the project root, as `quarto render` does before rendering."""
+    for step in pre_render_commands(project):
+        log(f"[hw2 render] pre-render: {step}")
+        result = subprocess.run(step, shell=True, cwd=project.root, env=tool_environment())
+        if result.returncode != 0:
+            raise RenderError(f"_quarto.yml: the pre-render step `{step}` failed (exit status {result.returncode}); "
+                              f"see its output above")
+
+
+def render(root: Path | str = ".", log=print, pre_render: bool = True) -> list[Path]:
+    """Run the project's pre-render steps (unless told not to), then render every document."""
     project = load_project(root)
+    if pre_render:
+        run_pre_render(project, log)
     return [render_document(project, doc, log) for doc in project.documents]
 
 
+MIN_QUARTO = (1, 7)
+
+
+def quarto_version(exe: str = "quarto") -> tuple[int, ...] | None:
+    """The version of `quarto` on PATH, or None when there is none (or it does not answer)."""
+    path = shutil.which(exe)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def choose_engine(engine: str) -> tuple[str, str]:
+    """("quarto" or "hw2", the sentence saying which renderer and why)."""
+    own = "hw2's own renderer (nbclient + pandoc + typst)"
+    if engine == "hw2":
+        return "hw2", own
+    version = quarto_version()
+    shown = ".".join(map(str, version)) if version else None
+    if engine == "quarto":
+        if version is None:
+            raise RenderError("--engine quarto was asked for, but quarto is not on PATH: install Quarto >= 1.7 "
+                              "from quarto.org, or use --engine auto")
+        return "quarto", f"Quarto {shown} (quarto render)"
+    if version is None:
+        return "hw2", f"{own}; quarto is not on PATH"
+    if version < MIN_QUARTO:
+        return "hw2", (f"{own}: Quarto {shown} is on PATH, but the report needs Quarto >= "
+                       f"{'.'.join(map(str, MIN_QUARTO))} (its typst format); update Quarto to render with it")
+    return "quarto", f"Quarto {shown} (quarto render)"
+
+
 def quarto_render(root: Path) -> list[Path]:
-    """`quarto render` in the project; the PDFs it writes (Quarto's locations)."""
+    """`quarto render` in the project (which runs the pre-render steps itself); the PDFs it writes."""
     project = load_project(root)
-    result = subprocess.run(["quarto", "render"], cwd=project.root)
+    result = subprocess.run(["quarto", "render"], cwd=project.root, env=tool_environment())
     if result.returncode != 0:
         raise RenderError(f"quarto render failed (exit status {result.returncode}); see its output above")
     pdfs = []
@@ -672,12 +736,9 @@ def main(root: str = ".", engine: str = "auto") -> int:
     submission and the README look for it.
     """
     root_path = Path(root).resolve()
-    if engine == "auto":
-        engine = "quarto" if shutil.which("quarto") else "hw2"
-    which = ("Quarto (quarto render)" if engine == "quarto"
-             else "hw2's own renderer (nbclient + pandoc + typst; quarto is not on PATH)")
-    print(f"[hw2 render] renderer: {which}", flush=True)
     try:
+        engine, which = choose_engine(engine)
+        print(f"[hw2 render] renderer: {which}", flush=True)
         pdfs = quarto_render(root_path) if engine == "quarto" else render(root_path)
         project = load_project(root_path)
     except RenderError as exc:

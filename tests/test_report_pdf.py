@@ -134,3 +134,37 @@ def test_editing_prose_reruns_no_experiment(rendered):
     assert snapshot(results) == before  # no run folder created, moved or modified
     for experiment, expected in (("q1_attention", runs["q1"]), ("q2_cnn", runs["q2"])):
         assert [r.name for r in store.list_runs(experiment, "smoke")] == sorted(r.name for r in expected)
+
+
+def _numbers(text: str) -> list[str]:
+    """The decimal numbers of a report's text (dates, page numbers and commit hashes have no decimals)."""
+    return sorted(re.findall(r"(?<![\w.])\d[\d,]*\.\d+", text))
+
+
+def _captions(text: str) -> list[str]:
+    return re.findall(r"((?:Figure|Table) \d+: .{0,50})", text)
+
+
+def test_quarto_renders_the_same_report(rendered, tmp_path):
+    """The same project rendered by real Quarto: the same numbers, numbering, captions and sections, no raw TeX."""
+    from hw2.render import MIN_QUARTO, quarto_version, tool_environment
+
+    version = quarto_version()
+    if version is None or version < MIN_QUARTO:
+        pytest.skip(f"quarto >= 1.7 is not on PATH (found {version}): the renderer parity test needs it")
+    project, _, pdf = rendered
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns("_output", ".quarto", "_figures", "*_files"))
+    done = subprocess.run(["quarto", "render"], cwd=copy, env=tool_environment(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "pre-render" in done.stdout + done.stderr or "runs planned" in done.stdout + done.stderr
+    ours, theirs = pdf_text(pdf), pdf_text(copy / "_output" / "report" / "hw2-report.pdf")
+    assert _numbers(theirs) == _numbers(ours)
+    assert _captions(theirs) == _captions(ours) and len(_captions(ours)) >= 12
+    sections = re.compile(r"\d+(?:\.\d+)? (?:Q\d\.\d|Question \d)[^.]{0,40}")
+    assert sections.findall(theirs) == sections.findall(ours)
+    for text in (ours, theirs):
+        assert not re.search(r"\\[A-Za-z]+|\$|\\\.", text), re.search(r".{30}(\\[A-Za-z]+|\$|\\\.).{30}", text)
+        assert "References" in text and "Bibliography" not in text
+    assert "Could not convert TeX math" not in done.stderr
