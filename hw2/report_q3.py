@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass
 from functools import cached_property
@@ -385,7 +386,7 @@ class Q3Results:
         rows = [{"Epoch (steps)": "target", **{DECODER_NAMES[d].replace(" decoder", ""):
                  _markdown_text(_clip(self.rnn.examples["targets"][clip].lower(), width)) for d in self.decoders}}]
         rows += [{"Epoch (steps)": f"{e} ({e * steps:,})",
-                  **{DECODER_NAMES[d].replace(" decoder", ""): _markdown_text(_clip(by_epoch[d][e], width))
+                  **{DECODER_NAMES[d].replace(" decoder", ""): _markdown_text(_clip(_runs(by_epoch[d][e]), width))
                      for d in self.decoders}} for e in shown]
         return table(pd.DataFrame(rows), label, text, [d.run for d in self.decoders.values()])
 
@@ -508,6 +509,12 @@ def substitution_example(text: str = "tina saw five carpets.", old: str = "v", n
 
 def _value(value) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _runs(text: str, longest: int = 5) -> str:
+    """A prediction with every run of more than `longest` equal characters written as "c×N" (a degenerate
+    output of 97 "@" would not fit a table cell)."""
+    return re.sub(r"(.)\1{%d,}" % longest, lambda m: f"{m.group(1)}×{len(m.group(0))}", text)
 
 
 def _clip(text: str, width: int) -> str:
