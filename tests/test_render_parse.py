@@ -133,14 +133,41 @@ def test_render_uses_quarto_when_on_path_and_copies_the_pdf(tmp_path, monkeypatc
     write(tmp_path, {"_quarto.yml": "project:\n  output-dir: _output\n  render: [report/index.qmd]\n"
                                     "format:\n  typst:\n    output-file: hw2-report.pdf\n",
                      "report/index.qmd": "# A\n",
-                     # a stand-in for the Quarto CLI: writes the PDF where Quarto puts it
-                     "bin/quarto": "#!/bin/sh\nmkdir -p _output/report && echo '%PDF-quarto' > _output/report/hw2-report.pdf\n"})
+                     "bin/quarto": FAKE_QUARTO.format(version="1.8.27")})
     (tmp_path / "bin/quarto").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
     assert main(str(tmp_path)) == 0
     out = capsys.readouterr().out
-    assert "renderer: Quarto (quarto render)" in out and "PDF: _output/hw2-report.pdf" in out
+    assert "renderer: Quarto 1.8.27 (quarto render)" in out and "PDF: _output/hw2-report.pdf" in out
     assert (tmp_path / "_output/hw2-report.pdf").read_text() == "%PDF-quarto\n"
+
+
+# A stand-in for the Quarto CLI: answers --version, and writes the PDF where Quarto puts it.
+FAKE_QUARTO = ("#!/bin/sh\nif [ \"$1\" = --version ]; then echo {version}; exit 0; fi\n"
+               "mkdir -p _output/report && echo '%PDF-quarto' > _output/report/hw2-report.pdf\n")
+
+
+def test_an_old_quarto_is_named_and_hw2s_renderer_used(tmp_path, monkeypatch):
+    from hw2.render import choose_engine
+
+    write(tmp_path, {"bin/quarto": FAKE_QUARTO.format(version="1.6.40")})
+    (tmp_path / "bin/quarto").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    engine, why = choose_engine("auto")
+    assert engine == "hw2" and "Quarto 1.6.40 is on PATH, but the report needs Quarto >= 1.7" in why
+    with pytest.raises(RenderError, match="not on PATH"):
+        monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+        choose_engine("quarto")
+
+
+def test_pre_render_steps_run_in_the_project_root_and_stop_on_failure(tmp_path):
+    from hw2.render import run_pre_render
+
+    write(tmp_path, {"_quarto.yml": "project:\n  pre-render:\n    - python -c \"open('ran', 'w').write('yes')\"\n"
+                                    "    - exit 3\n"})
+    with pytest.raises(RenderError, match=r"pre-render step `exit 3` failed \(exit status 3\)"):
+        run_pre_render(load_project(tmp_path), log=lambda *a: None)
+    assert (tmp_path / "ran").read_text() == "yes"  # `python` is the environment's, run from the root
 
 
 @pytest.mark.parametrize("config, words", [
