@@ -182,10 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             same, projected[decoder] = bench_decoder(decoder, profile, frames, args.train_batches,
                                                      args.decode_clips, device)
             ok &= same
+        threads = torch.get_num_threads()
     if len(projected) > 1:
-        print(f"\nprojected wall time for all decoders: {sum(projected.values()):.1f} min one after the other with "
-              f"{torch.get_num_threads()} thread(s); side by side (make runs-q3, JOBS=2, one thread each on 2 "
-              f"cores) about the longest, {max(projected.values()):.1f} min, when measured with 1 thread")
+        line = f"\nprojected wall time of the profile's runs: {sum(projected.values()):.1f} min one after the other"
+        if device == "cpu" and threads == 1:
+            line += (f"; side by side on 2 cores (make runs-q3: JOBS=2, one thread each) about "
+                     f"{max(projected.values()):.1f} min, the longer of the two")
+        print(line + f" ({threads} torch thread(s) per run)")
     return 0 if ok else 1
 
 
