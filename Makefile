@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext gcc:cc
 JOBS ?= 2
 
-.PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 report submission bench-q2 bench-q3 clean
+.PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 status report submission bench-q2 bench-q3 clean
 
 setup: $(STAMP) sysdeps
 
@@ -43,6 +43,10 @@ runs-q2: setup
 runs-q3: setup
 	$(PY) -m hw2 runs q3 --jobs $(JOBS)
 runs: runs-q1 runs-q2 runs-q3
+
+# Which runs of the profile are current, stale (and which files' code changed) or missing.
+status: setup
+	$(PY) -m hw2 status
 
 # The render runs _quarto.yml's pre-render step (the missing runs) itself; `runs` first lets make -j run
 # the questions side by side.

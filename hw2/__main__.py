@@ -1,8 +1,14 @@
-"""Command line: `python -m hw2 runs q2`, `python -m hw2 render`, `python -m hw2 submission`."""
+"""Command line: `python -m hw2 runs q2`, `python -m hw2 status`, `python -m hw2 render`, `python -m hw2 submission`."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -11,25 +17,40 @@ def main(argv: list[str] | None = None) -> int:
     runs = sub.add_parser("runs", help="run the missing runs of a question's plan (papermill)")
     runs.add_argument("question", choices=["q1", "q2", "q3", "all"], help="a question, or all three in turn")
     runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
-    runs.add_argument("--jobs", type=int, default=1, help="runs to execute at once")
+    runs.add_argument("--jobs", type=_positive, default=1, help="runs to execute at once")
     render = sub.add_parser("render", help="render the report PDF (Quarto when on PATH, else hw2's renderer)")
     render.add_argument("--root", default=".", help="the project folder (holds _quarto.yml)")
     render.add_argument("--engine", choices=["auto", "quarto", "hw2"], default="auto",
                         help="auto: quarto if it is on PATH, else hw2's own renderer")
     submission = sub.add_parser("submission", help="zip the PDF and the code as hw2-group<N>.zip")
     submission.add_argument("--root", default=".", help="the project folder")
-    args, rest = parser.parse_known_args(argv)
+    status = sub.add_parser("status", help="which runs of a profile are current, stale (and why) or missing")
+    status.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
+    args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
     if args.command == "runs":
         from hw2.profiles import ConfigError
         from hw2.runs import run_question
+        from hw2.store import RunError
 
         questions = ["q1", "q2", "q3"] if args.question == "all" else [args.question]
         try:
             return max(run_question(q, args.profile, args.jobs) for q in questions)
-        except ConfigError as exc:
+        except (ConfigError, RunError) as exc:
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
+    if args.command == "status":
+        from hw2.profiles import ConfigError, resolve_profile
+        from hw2.status import report
+        from hw2.store import RunError
+
+        try:
+            text, _ = report(resolve_profile(args.profile))
+        except (ConfigError, RunError) as exc:
+            print(f"hw2: {exc}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     if args.command == "render":
         from hw2.render import main as render_main
 

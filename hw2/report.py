@@ -53,10 +53,11 @@ def setup() -> str:
 
 def require_runs(experiment: str, profile: str, make_target: str) -> list[LoadedRun]:
     """The complete runs of `experiment` for `profile` (current code), or an error naming the make target."""
-    runs = store.list_runs(experiment, profile)
+    runs = store.runs_for_report(experiment, profile)
     if not runs:
         raise RunError(f"no complete {experiment} run of profile {profile!r} for the current code in "
-                       f"{store.results_dir() / experiment}: run `PROFILE={profile} make {make_target}` first")
+                       f"{store.results_dir() / experiment}: run `PROFILE={profile} make {make_target}` first "
+                       f"(`python -m hw2 status` says which runs are missing or stale)")
     return runs
 
 
@@ -84,8 +85,11 @@ def provenance(runs: Iterable[LoadedRun]) -> str:
                      for r in runs)
     profiles = sorted({r.summary["profile"] for r in runs})
     sources = sorted({r.summary["data_source"] for r in runs})
+    stale = [r for r in runs if r.stale]
+    stamp = (f" Made with earlier code ({', '.join(r.short_key for r in stale)}: "
+             f"{', '.join(sorted({f for r in stale for f in r.changed_files()}))} changed since)." if stale else "")
     return (f"{'Run' if len(runs) == 1 else 'Runs'} {keys}; profile {', '.join(profiles)}; "
-            f"{'; '.join(describe_source(s) for s in sources)}.")
+            f"{'; '.join(describe_source(s) for s in sources)}.{stamp}")
 
 
 TYPST_SPECIAL = set("\\#$*_[]<>@`~/=+-\"'")
@@ -238,17 +242,24 @@ def title_page(experiments: dict[str, str], profile: str, group: Group | None = 
     lines.append(students.to_markdown(index=False, disable_numparse=True) + "\n")
     rows = []
     for experiment, title in experiments.items():
-        runs = store.list_runs(experiment, profile)
+        runs = store.runs_for_report(experiment, profile)
         sources = sorted({r.summary["data_source"] for r in runs})
         rows.append(f"- {title}: {len(runs)} run(s) of profile *{profile}*; "
                     f"{'; '.join(describe_source(s) for s in sources) if sources else 'no runs yet'}.")
-    standin = any(is_standin(r.summary["data_source"]) for e in experiments for r in store.list_runs(e, profile))
+    shown = [r for e in experiments for r in store.runs_for_report(e, profile)]
+    standin = any(is_standin(r.summary["data_source"]) for r in shown)
+    stale = [r for r in shown if r.stale]
     lines.append("**Runs shown in this report**\n")
     lines.extend(rows)
     lines.append("")
     if standin:
         lines.append("**Stand-in data.** Some results below come from generated stand-in data (no network on the "
                      "machine that ran them), not from the real data sets; their captions say so.\n")
+    if stale:
+        lines.append(f"**Made with earlier code.** {len(stale)} of the runs shown were made by code that has "
+                     f"changed since (HW2_STALE=use): "
+                     + "; ".join(f"{r.short_key} ({', '.join(r.changed_files())})" for r in stale)
+                     + ". Their captions say so.\n")
     lines.append(f"Code: git commit `{store.git_commit() or 'unknown'}`.\n")
     lines.append('```{=typst}\n#metadata("title page") <titlepage-end>\n```\n')
     return Markdown("\n".join(lines))

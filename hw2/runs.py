@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hw2 import store
-from hw2.profiles import resolve_profile
+from hw2.profiles import ConfigError, resolve_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = {"q1": "hw2.bench_attention", "q2": "hw2.train_cnn", "q3": "hw2.train_asr"}
@@ -26,7 +26,7 @@ QUESTIONS = {"q1": "hw2.bench_attention", "q2": "hw2.train_cnn", "q3": "hw2.trai
 
 def experiment_module(question: str):
     if question not in QUESTIONS:
-        raise SystemExit(f"unknown question {question!r}: use one of {', '.join(QUESTIONS)}")
+        raise ConfigError(f"unknown question {question!r}: use one of {', '.join(QUESTIONS)}")
     return importlib.import_module(QUESTIONS[question])
 
 
@@ -64,6 +64,14 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
     source = module.prepare_data(profile)
     planned = [(params, run_specs(module, params, profile, source)) for params in module.plan(profile)]
     missing = {s.name for _, specs in planned for s in specs if store.check_complete(s.path)}
+    if missing and store.use_stale():  # the user chose to keep runs made by earlier code
+        for _, specs in planned:
+            for spec in specs:
+                stale = store.stale_run(spec) if spec.name in missing else None
+                if stale:
+                    missing.discard(spec.name)
+                    print(f"[hw2] {question}: keeping {stale[0].name}, made with earlier code ({', '.join(stale[1])} "
+                          f"changed), instead of training {spec.name} ({store.STALE_VARIABLE}=use)", flush=True)
     todo = [(params, specs) for params, specs in planned if any(s.name in missing for s in specs)]
     n_runs, n_todo = sum(len(specs) for _, specs in planned), len(missing)
     print(f"[hw2] {question}: profile={profile} data={source}: {n_runs} runs planned, "

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -33,11 +34,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The module that runs each experiment: a run's code hash covers it and the hw2 modules it imports.
+# The module that runs each experiment: a run's code identity covers it and the hw2 modules it imports.
 EXPERIMENT_MODULES = {"q1_attention": "hw2.bench_attention", "q2_cnn": "hw2.train_cnn", "q3_asr": "hw2.train_asr"}
-# Modules that only read runs, render the report or map profiles to configs (whose effect on a run is
-# its config, which is keyed): editing them must not invalidate experiments.
-NOT_EXPERIMENT_CODE = {"render.py", "report.py", "__main__.py", "runs.py", "profiles.py"}
+# The boundary of "code that can change a result": the experiment's module and the hw2 modules it reaches by
+# imports (models, training, data, metrics, features, C kernels), EXCEPT the modules below, which store,
+# run, show or configure runs (a profile's effect on a run is its config, which is keyed). Editing these
+# never makes a run stale.
+NOT_EXPERIMENT_CODE = {"store.py", "runs.py", "render.py", "__main__.py", "profiles.py", "submission.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 
@@ -75,16 +78,20 @@ def _hw2_imports(path: Path) -> set[Path]:
     return found
 
 
+def _outside_boundary(path: Path) -> bool:
+    return path.name in NOT_EXPERIMENT_CODE or path.name.startswith("report")
+
+
 def code_files(experiment: str) -> set[Path]:
     """The experiment's module and every hw2 module it reaches through imports (the whole package for an
-    experiment without a registered module), less the report-side modules, with their C sources."""
+    experiment without a registered module), less those outside the boundary, with their C sources."""
     if experiment not in EXPERIMENT_MODULES:
-        modules = {p for p in PACKAGE_DIR.rglob("*.py") if p.name not in NOT_EXPERIMENT_CODE}
+        modules = {p for p in PACKAGE_DIR.rglob("*.py") if not _outside_boundary(p)}
     else:
         todo, modules = [_module_file(EXPERIMENT_MODULES[experiment])], set()
         while todo:
             path = todo.pop()
-            if path is None or path in modules or path.name in NOT_EXPERIMENT_CODE:
+            if path is None or path in modules or _outside_boundary(path):
                 continue
             modules.add(path)
             todo += _hw2_imports(path)
@@ -92,13 +99,33 @@ def code_files(experiment: str) -> set[Path]:
     return modules | {p.with_suffix(".c") for p in modules if p.with_suffix(".c").is_file()}
 
 
+def normalized_code(path: Path) -> str:
+    """What of a source file can change a result: for Python its syntax tree without docstrings (comments and
+    formatting are not in the tree), for C its text without comments and with whitespace collapsed."""
+    text = path.read_text()
+    if path.suffix != ".py":
+        return " ".join(re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S).split())
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
 @functools.lru_cache(maxsize=None)
+def code_fingerprints(experiment: str) -> dict[str, str]:
+    """{file relative to the package: hash of its normalized code} over the experiment's boundary."""
+    return {path.relative_to(PACKAGE_DIR).as_posix(): hashlib.sha256(normalized_code(path).encode()).hexdigest()[:16]
+            for path in sorted(code_files(experiment))}
+
+
 def code_hash(experiment: str) -> str:
-    """sha256 over `code_files(experiment)`: part of every run key, so a code change makes new runs."""
-    h = hashlib.sha256()
-    for path in sorted(code_files(experiment)):
-        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    """The experiment's code identity, part of every run key: a change that can alter a result makes new runs;
+    a reworded docstring or comment, or an edit outside the boundary, does not."""
+    return hashlib.sha256(json.dumps(code_fingerprints(experiment), sort_keys=True).encode()).hexdigest()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -392,7 +419,8 @@ def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]],
             run = Run(spec)
             run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
                                            "data_source": spec.data_source, "code": spec.code,
-                                           "config": spec.config})
+                                           "config": spec.config,
+                                           "code_files": code_fingerprints(spec.experiment)})
             todo.append(run)
         if todo:
             summaries = train(todo)
@@ -418,6 +446,14 @@ class LoadedRun:
     @property
     def short_key(self) -> str:
         return self.summary["key"][:6]
+
+    @property
+    def stale(self) -> bool:
+        """Made by code that differs from the current code (within the experiment's boundary)."""
+        return self.summary.get("code") != code_hash(self.summary["experiment"])
+
+    def changed_files(self) -> list[str]:
+        return changed_files(self.config, self.summary["experiment"]) if self.stale else []
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -457,6 +493,66 @@ def list_runs(experiment: str, profile: str | None = None, current_code: bool = 
         except RunError:  # incomplete or damaged: not a run to show
             continue
     return runs
+
+
+# --- runs made by earlier code --------------------------------------------------------------------------------
+
+STALE_VARIABLE = "HW2_STALE"
+
+
+def use_stale() -> bool:
+    """Whether the user chose to render with stale runs instead of training them again ($HW2_STALE=use)."""
+    value = os.environ.get(STALE_VARIABLE, "")
+    if value not in ("", "use", "rerun"):
+        raise RunError(f"{STALE_VARIABLE} must be 'use' (render with runs made by earlier code) or 'rerun' "
+                       f"(the default: train them again), got {value!r}")
+    return value == "use"
+
+
+def changed_files(run_config: dict, experiment: str) -> list[str]:
+    """The files whose code differs between a run's record and the current code (added and removed ones too)."""
+    recorded = run_config.get("code_files")
+    if recorded is None:
+        return ["unrecorded files"]  # a run made before per-file code records
+    current = code_fingerprints(experiment)
+    return sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
+
+
+def stale_run(spec: RunSpec) -> tuple[Path, list[str]] | None:
+    """The newest complete run of the same configuration, profile and data made with other code, and the files
+    whose code changed since."""
+    root = results_dir() / spec.experiment
+    found = []
+    for path in root.iterdir() if root.is_dir() else []:
+        if path.name.startswith(".") or path.name.endswith(".partial") or path == spec.path:
+            continue
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        same = (config.get("config") == spec.config and config.get("profile") == spec.profile
+                and config.get("data_source") == spec.data_source and config.get("code") != spec.code)
+        if same and check_complete(path) is None:
+            found.append((path.stat().st_mtime, path, config))
+    if not found:
+        return None
+    _, path, config = max(found, key=lambda item: item[0])
+    return path, changed_files(config, spec.experiment)
+
+
+def runs_for_report(experiment: str, profile: str) -> list[LoadedRun]:
+    """The runs a report shows: those of the current code; with HW2_STALE=use, also, for each configuration that
+    has no current run, its newest run made by earlier code (marked `stale`)."""
+    if not use_stale():
+        return list_runs(experiment, profile)
+    newest: dict[str, LoadedRun] = {}
+    for run in list_runs(experiment, profile, current_code=False):
+        identity = json.dumps({"config": run.config.get("config"), "data": run.summary.get("data_source")},
+                              sort_keys=True)
+        best = newest.get(identity)
+        if best is None or (best.stale, -best.path.stat().st_mtime) > (run.stale, -run.path.stat().st_mtime):
+            newest[identity] = run
+    return sorted(newest.values(), key=lambda r: r.path.name)
 
 
 def find(spec: RunSpec, make_target: str) -> LoadedRun:

@@ -1,0 +1,87 @@
+"""`python -m hw2 status`: for each question of a profile, which planned runs are current, which are stale
+(a complete run of the same configuration, profile and data made with other code, and which files' code
+changed since), which are missing, and the command that makes them. It never trains or makes data.
+
+A stale run is never used silently: `make report` trains the current run instead, unless HW2_STALE=use,
+which keeps the stale run, renders with it and stamps "made with earlier code" where it is shown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw2 import store
+from hw2.runs import QUESTIONS, experiment_module, run_specs
+
+@dataclass
+class PlannedRun:
+    name: str
+    state: str  # "current", "stale" or "missing"
+    stale_path: Path | None = None
+    changed: list[str] = field(default_factory=list)
+
+
+def existing_data_source(question: str, profile: str) -> str | None:
+    """The data source of the question's data if it is already there (status never makes data)."""
+    from hw2.profiles import data_dir, q3_config
+
+    if question == "q1":
+        return experiment_module("q1").prepare_data(profile)  # random inputs: nothing to make
+    if question == "q2":
+        from hw2.data import octmnist
+
+        path = data_dir() / octmnist.FILE
+        return octmnist.data_source(path) if path.is_file() else None
+    from hw2.data import ljspeech
+
+    cfg = q3_config(profile)
+    real = data_dir() / ljspeech.REAL_FOLDER
+    folder = real if cfg.corpus == "ljspeech" and (real / "metadata.csv").is_file() else \
+        ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
+    return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
+
+
+def question_status(question: str, profile: str) -> tuple[str | None, list[PlannedRun]]:
+    module = experiment_module(question)
+    source = existing_data_source(question, profile)
+    if source is None:
+        return None, []
+    planned = []
+    for params in module.plan(profile):
+        for spec in run_specs(module, params, profile, source):
+            if store.check_complete(spec.path) is None:
+                planned.append(PlannedRun(spec.name, "current"))
+                continue
+            stale = store.stale_run(spec)
+            planned.append(PlannedRun(spec.name, "stale", *stale) if stale else PlannedRun(spec.name, "missing"))
+    return source, planned
+
+
+def report(profile: str) -> tuple[str, bool]:
+    """The status text of every question, and whether every planned run is current."""
+    lines, all_current = [], True
+    for question in QUESTIONS:
+        source, planned = question_status(question, profile)
+        target = f"PROFILE={profile} make runs-{question}"
+        if source is None:
+            lines.append(f"{question} (profile {profile}): no data yet, so no run; `{target}` makes the data and "
+                         f"the runs")
+            all_current = False
+            continue
+        counts = {state: sum(p.state == state for p in planned) for state in ("current", "stale", "missing")}
+        line = (f"{question} (profile {profile}, data {source}): {len(planned)} planned: {counts['current']} current, "
+                f"{counts['stale']} stale, {counts['missing']} missing")
+        if counts["stale"] or counts["missing"]:
+            all_current = False
+            line += f"; `{target}` makes them"
+        lines.append(line)
+        for p in planned:
+            if p.state == "stale":
+                lines.append(f"  stale   {p.name}: made from {p.stale_path.name}, whose code differs in "
+                             f"{', '.join(p.changed) or 'no recorded file'}")
+            elif p.state == "missing":
+                lines.append(f"  missing {p.name}")
+    if not all_current:
+        lines.append(f"Stale runs are trained again by `make report`; {store.STALE_VARIABLE}=use renders with them "
+                     f"instead, stamped \"made with earlier code\".")
+    return "\n".join(lines), all_current
