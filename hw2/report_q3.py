@@ -171,16 +171,22 @@ class Q3Decoder:
         return weights[:n_tokens, : int(z["encoder_frames"][clip])]
 
     @property
-    def forward_share(self) -> float:
+    def backward_share(self) -> float:
         """Over the saved validation clips, the share of consecutive output tokens whose most-attended encoder
-        frame is at or after the previous token's: 1 for a left-to-right reading, about one half for noise."""
+        frame lies before the previous token's: 0 for a strict left-to-right reading, about one half for
+        attention with no order."""
         import numpy as np
 
         moves = []
         for clip in range(len(self.attention["texts"])):
             peaks = self.attention_map(clip).argmax(axis=1)
-            moves.extend(np.diff(peaks) >= 0)
+            moves.extend(np.diff(peaks) < 0)
         return float(np.mean(moves))
+
+    @property
+    def attention_tokens(self) -> int:
+        """Output tokens over the saved validation clips (the moves counted by `backward_share` + clips)."""
+        return sum(self.attention_map(clip).shape[0] for clip in range(len(self.attention["texts"])))
 
     @property
     def n_attention_clips(self) -> int:
@@ -190,6 +196,31 @@ class Q3Decoder:
     def exact_share(self) -> float:
         """The share of test clips whose greedy prediction is exactly the target."""
         return float((self.predictions["prediction"] == self.predictions["target"]).mean())
+
+    @property
+    def wrong_clips(self) -> int:
+        """Test clips whose greedy prediction is not exactly the target."""
+        return int((self.predictions["prediction"] != self.predictions["target"]).sum())
+
+    @property
+    def distinct_targets(self) -> int:
+        return int(self.predictions["target"].nunique())
+
+    def error_operations(self) -> dict[str, int]:
+        """Over the test clips, the character edits (Levenshtein: replace, insert, delete) that turn each
+        prediction into its target, counted by kind."""
+        from rapidfuzz.distance import Levenshtein
+
+        counts = {"replace": 0, "insert": 0, "delete": 0}
+        for target, prediction in zip(self.predictions["target"], self.predictions["prediction"]):
+            for op in Levenshtein.editops(prediction, target):
+                counts[op.tag] += 1
+        return counts
+
+    def looping_share_after(self, epoch: int) -> float:
+        """The share of validation predictions that loop after an epoch."""
+        history = self.run.history
+        return float(history.loc[history["epoch"] == epoch, "val_looping_share"].iloc[0])
 
     # --- the phases of training, from the per-epoch validation output
 
@@ -247,6 +278,11 @@ class Q3Results:
         """'corpus short (protocol: ljspeech); training batch size 32 (protocol: 64)': the deviations as data."""
         return "; ".join(f"{DEVIATION_WORDS.get(k, k)} {_value(v['value'])} (protocol: {_value(v['protocol'])})"
                          for k, v in self.deviations.items())
+
+    @property
+    def frames_ratio(self) -> float:
+        """How many times more frames per clip the protocol pads to than these runs."""
+        return PROTOCOL_FRAMES / self.frames
 
     @property
     def short_corpus(self) -> bool:
@@ -339,9 +375,20 @@ class Q3Results:
         """The similarity gap as a share of the room above chance, 1 - chance."""
         return self.gap(metric) / (1 - self.chance(metric))
 
-    def most_separating(self) -> str:
-        """The similarity whose gap between the decoders is largest relative to its room above chance."""
-        return max(SIMILARITIES, key=self.relative_gap)
+    def most_separating(self) -> str | None:
+        """The similarity whose gap between the decoders is largest both in raw terms and relative to its room
+        above chance; None when the two criteria disagree (the ranking then depends on the normalisation)."""
+        raw, relative = max(SIMILARITIES, key=self.gap), max(SIMILARITIES, key=self.relative_gap)
+        return raw if raw == relative else None
+
+    def lowest_similarity(self, decoder: Q3Decoder) -> str:
+        return self.ordering(decoder)[-1]
+
+    @property
+    def same_lowest(self) -> str | None:
+        """The similarity that is lowest for both decoders, if it is the same one."""
+        lowest = {self.lowest_similarity(d) for d in self.decoders.values()}
+        return lowest.pop() if len(lowest) == 1 else None
 
     @property
     def same_output_share(self) -> float:
@@ -353,8 +400,6 @@ class Q3Results:
         """The similarities from highest to lowest test value."""
         return sorted(SIMILARITIES, key=lambda m: -decoder.test(m))
 
-    def dl_lowest(self) -> bool:
-        return all(self.ordering(d)[-1] == "damerau_levenshtein" for d in self.decoders.values())
 
     # --- tables and figures
 
@@ -402,11 +447,12 @@ class Q3Results:
             rows.append(row)
         return table(pd.DataFrame(rows), label, text, [d.run for d in self.decoders.values()])
 
-    def _panels(self, columns: dict[str, str], ylabel: str, label: str, text: str, threshold: bool = False):
+    def _panels(self, columns: dict[str, str], ylabel: str, label: str, text: str, threshold: bool = False,
+                log: bool = False):
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.6), sharey=True, layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9), sharey=True, layout="constrained")
         for ax, dec in zip(axes, self.decoders.values()):
             steps = dec.run.history["steps"].to_numpy()
             for column, name in columns.items():
@@ -421,14 +467,27 @@ class Q3Results:
                 ax.axhline(self.chance("damerau_levenshtein"), color="grey", linestyle=":", linewidth=0.8,
                            label="chance (DL)")
             ax.set_title(dec.label, fontsize=9)
-            ax.set_xlabel("Optimizer steps (one marker per epoch)")
+            ax.set_xlabel("Optimizer steps")
             ax.set_ylabel(ylabel if ax is axes[0] else " ")
+            if log:
+                from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+                ax.set_yscale("log")
+                ax.axhline(self.loss_floor, color="grey", linestyle=":", linewidth=0.8, label="floor (label smoothing)")
+                ax.yaxis.set_major_locator(FixedLocator([0.7, 1.0, 1.5, 2.0, 3.0]))
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            top = ax.secondary_xaxis("top", functions=(lambda x, n=dec.steps_per_epoch: x / n,
+                                                       lambda e, n=dec.steps_per_epoch: e * n))
+            top.set_xlabel("Epoch", fontsize=7)
+            top.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=6.5, frameon=False)
         return figure(fig, label, text, self.runs, width="100%")
 
     def loss_figure(self, label: str, text: str):
-        return self._panels({"train_loss": "training", "val_loss": "validation"}, "Loss", label, text)
+        return self._panels({"train_loss": "training", "val_loss": "validation"}, "Loss (log scale)", label, text,
+                            log=True)
 
     def similarity_figure(self, label: str, text: str):
         return self._panels({f"val_{key}": SIMILARITY_LABELS[short] for short, key in SIMILARITIES.items()},
@@ -450,7 +509,7 @@ class Q3Results:
 
     @property
     def alignment_text(self) -> str:
-        return str(self.rnn.attention["texts"][0])
+        return str(self.rnn.attention["texts"][0]).lower()  # as the recogniser sees it
 
 
 def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
@@ -474,7 +533,7 @@ def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
         ax.set_yticks(range(n), ticks, fontsize=7)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("Token read")
-        ax.set_ylabel("Position written (query)")
+        ax.set_ylabel("Input token of the position")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(2)), plt.Rectangle((0, 0), 1, 1, color=cmap(1)),
                plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey")]
     fig.legend(handles, ["read directly", "only through the recurrent state", "hidden (future)"],
@@ -507,7 +566,12 @@ def substitution_example(text: str = "tina saw five carpets.", old: str = "v", n
             **_scores(text, changed)}
 
 
+CORPUS_WORDS = {"ljspeech": "LJ Speech 1.1", "short": "the short-sentence stand-in"}
+
+
 def _value(value) -> str:
+    if isinstance(value, str):
+        return CORPUS_WORDS.get(value, value)
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
