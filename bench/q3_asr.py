@@ -34,7 +34,7 @@ from hw2.audio import log_mel  # noqa: E402
 from hw2.data import ljspeech  # noqa: E402
 from hw2.models.asr import build_asr_model  # noqa: E402
 from hw2.profiles import cpu_threads, q3_config, resolve_device, resolve_profile, torch_threads  # noqa: E402
-from hw2.train_asr import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
+from hw2.q3_asr import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
 
 
 class PerClipFeatures(Dataset):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw2.experiments import BY_QUESTION
+
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
@@ -15,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hw2", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     runs = sub.add_parser("runs", help="run the missing runs of a question's plan (papermill)")
-    runs.add_argument("question", choices=["q1", "q2", "q3", "all"], help="a question, or all three in turn")
+    runs.add_argument("question", choices=[*BY_QUESTION, "all"], help="a question, or all of them in turn")
     runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     runs.add_argument("--jobs", type=_positive, default=1, help="runs to execute at once")
     render = sub.add_parser("render", help="render the report PDF (Quarto when on PATH, else hw2's renderer)")
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         from hw2.runs import run_question
         from hw2.store import RunError
 
-        questions = ["q1", "q2", "q3"] if args.question == "all" else [args.question]
+        questions = list(BY_QUESTION) if args.question == "all" else [args.question]
         try:
             return max(run_question(q, args.profile, args.jobs) for q in questions)
         except (ConfigError, RunError) as exc:

@@ -11,11 +11,10 @@ import os
 from dataclasses import fields, replace
 from pathlib import Path
 
+from hw2.configs import SHORT_MAX_FRAMES, ASRConfig, AttentionBenchConfig, CNNConfig, ConfigError
+
+__all__ = ["ConfigError", "PROFILES", "q1_config", "q2_config", "q3_config", "resolve_profile"]
 PROFILES = ("full", "quick", "smoke")
-
-
-class ConfigError(ValueError):
-    """A parameter or profile that cannot be used, with a message that says what to do instead."""
 
 
 def cuda_available() -> bool:
@@ -88,8 +87,6 @@ Q2_LEARNING_RATES = (0.1, 0.01, 0.001)
 
 def q2_config(profile: str, **overrides):
     """The CNN configuration of a profile, with the homework's values in `full`."""
-    from hw2.train_cnn import CNNConfig
-
     base = {
         "full": CNNConfig(),
         "quick": CNNConfig(epochs=6, n_train=24_000),
@@ -114,8 +111,6 @@ def q1_config(profile: str, **overrides):
     memory on the machine; `quick` is minutes on a 2-core CPU; `smoke` seconds. quick and smoke time one
     thread: on a busy small CPU a multi-threaded op waits for every worker to be scheduled, which added
     stalls of ~100 ms (a scheduler time slice) to sub-millisecond calls in our measurements."""
-    from hw2.bench_attention import AttentionBenchConfig
-
     base = {
         "full": AttentionBenchConfig(),
         "quick": AttentionBenchConfig(lengths=tuple(2**p for p in range(7, 15)), repeats=3, time_limit_s=3.0,
@@ -148,11 +143,8 @@ def q3_config(profile: str, **overrides):
     cropped) with batches of 32: measured here, both decoders start to listen only after several hundred
     optimizer steps, and 15 epochs of 4,500 clips in batches of 32 (2,115 steps) take about a quarter of an
     hour for both decoders side by side on 2 cores. Each field that differs from `full` is a deviation from
-    the protocol, printed in the run banner and stated in the report (`train_asr.protocol_deviations`).
+    the protocol, printed in the run banner and stated in the report (`q3_asr.protocol_deviations`).
     """
-    from hw2.data.ljspeech import SHORT_MAX_FRAMES
-    from hw2.train_asr import ASRConfig
-
     base = {
         "full": ASRConfig(),
         "quick": ASRConfig(corpus="short", n_clips=6000, audio_frames=SHORT_MAX_FRAMES, batch_size=32),

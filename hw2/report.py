@@ -51,8 +51,11 @@ def setup() -> str:
     return resolve_profile(None)
 
 
-def require_runs(experiment: str, profile: str, make_target: str) -> list[LoadedRun]:
+def require_runs(experiment: str, profile: str) -> list[LoadedRun]:
     """The complete runs of `experiment` for `profile` (current code), or an error naming the make target."""
+    from hw2.experiments import BY_NAME
+
+    make_target = BY_NAME[experiment].make_target
     runs = store.runs_for_report(experiment, profile)
     if not runs:
         raise RunError(f"no complete {experiment} run of profile {profile!r} for the current code in "
@@ -227,11 +230,14 @@ def contribution_paragraph(group: Group | None = None) -> str:
     return " ".join(sentences)
 
 
-def title_page(experiments: dict[str, str], profile: str, group: Group | None = None):
+def title_page(profile: str, group: Group | None = None):
     """The title page block: group, students, the runs' profile and data sources, and the git commit."""
     import pandas as pd
     from IPython.display import Markdown
 
+    from hw2.experiments import EXPERIMENTS
+
+    experiments = {e.name: e.title for e in EXPERIMENTS}
     group = group or load_authors()
     lines = []
     if group.example:
@@ -307,7 +313,7 @@ class Q2Results:
 
     def __init__(self, profile: str):
         self.profile = profile
-        self.runs = require_runs(Q2_EXPERIMENT, profile, "runs-q2")
+        self.runs = require_runs(Q2_EXPERIMENT, profile)
         groups: dict[tuple, list[LoadedRun]] = {}
         for run in self.runs:
             c = run.config["config"]
@@ -489,7 +495,7 @@ class Q1Results:
     """The benchmark run of a profile: timings, fitted exponents, crossovers and the error study."""
 
     def __init__(self, profile: str):
-        runs = require_runs(Q1_EXPERIMENT, profile, "runs-q1")
+        runs = require_runs(Q1_EXPERIMENT, profile)
         # One run per device: prefer the GPU run where there is one (the full protocol), else the CPU run.
         runs.sort(key=lambda r: (r.summary.get("device") != "cuda", r.name))
         self.run = runs[0]

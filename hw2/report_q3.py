@@ -249,7 +249,7 @@ class Q3Results:
 
     def __init__(self, profile: str):
         self.profile = profile
-        self.runs = require_runs(EXPERIMENT, profile, "runs-q3")
+        self.runs = require_runs(EXPERIMENT, profile)
         by_decoder: dict[str, list[LoadedRun]] = {}
         for run in self.runs:
             by_decoder.setdefault(run.config["config"]["decoder"], []).append(run)

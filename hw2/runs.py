@@ -1,11 +1,7 @@
 """Run the missing runs of a question's plan, each as a papermill execution of its notebook.
 
-Every experiment module names its notebook and store experiment and provides:
-  prepare_data(profile) -> data source string  (finds, downloads or generates the data)
-  plan(profile) -> list of notebook parameter dicts
-  spec(params, profile, data_source) -> store.RunSpec (the same call the notebook makes), or
-  specs(params, profile, data_source) -> list of RunSpec where one execution writes several runs
-The executed notebook is kept in each run folder it wrote, as run.ipynb.
+The experiments are those of `hw2.experiments`; each module follows its `ExperimentModule` contract
+(prepare_data, plan, specs, run). The executed notebook is kept in each run folder it wrote, as run.ipynb.
 """
 from __future__ import annotations
 
@@ -18,22 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hw2 import store
+from hw2.experiments import BY_QUESTION, ExperimentModule
 from hw2.profiles import ConfigError, resolve_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = {"q1": "hw2.bench_attention", "q2": "hw2.train_cnn", "q3": "hw2.train_asr"}
+QUESTIONS = tuple(BY_QUESTION)
 
 
-def experiment_module(question: str):
-    if question not in QUESTIONS:
+def experiment_module(question: str) -> ExperimentModule:
+    if question not in BY_QUESTION:
         raise ConfigError(f"unknown question {question!r}: use one of {', '.join(QUESTIONS)}")
-    return importlib.import_module(QUESTIONS[question])
+    return importlib.import_module(BY_QUESTION[question].module)
 
 
-def run_specs(module, params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
-    if hasattr(module, "specs"):
-        return module.specs(params, profile, data_source)
-    return [module.spec(params, profile, data_source)]
+def run_specs(module: ExperimentModule, params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    return module.specs(params, profile, data_source)
 
 
 def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec]) -> None:

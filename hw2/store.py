@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from hw2.experiments import EXPERIMENTS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The module that runs each experiment: a run's code identity covers it and the hw2 modules it imports.
-EXPERIMENT_MODULES = {"q1_attention": "hw2.bench_attention", "q2_cnn": "hw2.train_cnn", "q3_asr": "hw2.train_asr"}
+EXPERIMENT_MODULES = {e.name: e.module for e in EXPERIMENTS}
 # The boundary of "code that can change a result": the experiment's module and the hw2 modules it reaches by
 # imports (models, training, data, metrics, features, C kernels), EXCEPT the modules below, which store,
 # run, show or configure runs (a profile's effect on a run is its config, which is keyed). Editing these

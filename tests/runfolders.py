@@ -73,7 +73,7 @@ Q3_TEXTS = ["printing in the only sense with which we are at present concerned",
 
 
 def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
-    """One run per decoder in train_asr's format: history.csv, summary.json, test_predictions.csv,
+    """One run per decoder in q3_asr's format: history.csv, summary.json, test_predictions.csv,
     attention.npz (cross-attention of validation clips)."""
     import io
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hw2 import bench_attention as bench
+from hw2 import q1_attention as bench
 from hw2 import store
 from hw2.profiles import ConfigError, q1_config, q1_plan
 

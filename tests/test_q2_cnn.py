@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from hw2 import cnn_cpu, store, train_cnn
+from hw2 import cnn_cpu, store, q2_cnn
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import ConfigError
-from hw2.train_cnn import StackedCNN, configure_seed, loader_permutation
+from hw2.q2_cnn import StackedCNN, configure_seed, loader_permutation
 
 
 # --- the model ---------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def stacked_epochs(engine, no_maxpool, lrs, batch_size=8, dropout=0.7, l2_decay=
     X, y = random_images()
     configure_seed(42)
     model = StackedCNN([CNN(dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, dropout, "cpu")
-    losses = [train_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay, use=engine)
+    losses = [q2_cnn.train_epoch(model, X, y, torch.tensor(lrs), batch_size, l2_decay, use=engine)
               for _ in range(epochs)]
     return torch.cat(losses).numpy(), model.state_dicts()
 
@@ -205,12 +205,12 @@ def test_without_a_c_compiler_training_says_so_and_uses_pytorch(monkeypatch, cap
     monkeypatch.setenv("CC", "no-such-compiler")
     cnn_cpu.library.cache_clear()
     try:
-        assert train_cnn.engine("cpu") == "torch"
+        assert q2_cnn.engine("cpu") == "torch"
         assert "could not be built with 'no-such-compiler'" in capsys.readouterr().err
     finally:
         monkeypatch.undo()
         cnn_cpu.library.cache_clear()
-    assert train_cnn.engine("cpu") == "c"
+    assert q2_cnn.engine("cpu") == "c"
 
 
 def test_c_steps_reject_labels_outside_the_four_classes():
@@ -221,7 +221,7 @@ def test_c_steps_reject_labels_outside_the_four_classes():
 
 
 def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, results_dir):
-    (run,) = train_cnn.run(0.01, epochs=2, profile="smoke", progress=False)
+    (run,) = q2_cnn.run(0.01, epochs=2, profile="smoke", progress=False)
     h = run.history
     epoch1, epoch2 = h["train_loss_epoch"]
     # Both epochs have the same number of steps, so the running mean after 2 is the mean of the epoch means.
@@ -241,13 +241,13 @@ def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, re
 
 def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, results_dir, monkeypatch):
     kwargs = dict(lr=[0.1, 0.01], epochs=3, profile="smoke", progress=False)
-    reference = train_cnn.run(**kwargs)
+    reference = q2_cnn.run(**kwargs)
     reference = {r.name: (r.summary, r.history) for r in reference}
     for r in store.list_runs("q2_cnn"):
         store._move_aside(r.path, "test: train again")
 
     calls = {"n": 0}
-    real = train_cnn.loader_permutation
+    real = q2_cnn.loader_permutation
 
     def dies_in_epoch_3(n):
         calls["n"] += 1
@@ -255,15 +255,15 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
             raise KeyboardInterrupt("killed during epoch 3")
         return real(n)
 
-    monkeypatch.setattr(train_cnn, "loader_permutation", dies_in_epoch_3)
+    monkeypatch.setattr(q2_cnn, "loader_permutation", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train_cnn.run(**kwargs)
+        q2_cnn.run(**kwargs)
     partial = sorted((results_dir / "q2_cnn").glob("*.partial"))
     assert len(partial) == 2 and all((p / "checkpoint.pt").exists() for p in partial)
     assert not [p for p in (results_dir / "q2_cnn").iterdir() if p.name in reference]  # nothing half-sealed
 
-    monkeypatch.setattr(train_cnn, "loader_permutation", real)
-    resumed = train_cnn.run(**kwargs)
+    monkeypatch.setattr(q2_cnn, "loader_permutation", real)
+    resumed = q2_cnn.run(**kwargs)
     for r in resumed:
         summary, history = reference[r.name]
         assert r.history.drop(columns="seconds").equals(history.drop(columns="seconds"))
@@ -273,7 +273,7 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
 
 
 def test_diverging_member_is_recorded_and_the_sweep_goes_on(octmnist_dir, results_dir):
-    runs = {r.config["config"]["lr"]: r for r in train_cnn.run([1e6, 0.01], epochs=3, profile="smoke",
+    runs = {r.config["config"]["lr"]: r for r in q2_cnn.run([1e6, 0.01], epochs=3, profile="smoke",
                                                                 progress=False)}
     bad, good = runs[1e6], runs[0.01]
     assert bad.summary["status"] == "diverged" and bad.summary["diverged_epoch"] == 1
@@ -299,12 +299,12 @@ def test_diverging_member_is_recorded_and_the_sweep_goes_on(octmnist_dir, result
 ])
 def test_bad_parameters_are_rejected_with_a_clear_message(params, message):
     with pytest.raises(ConfigError, match=message):
-        train_cnn.validate_params(**params)
+        q2_cnn.validate_params(**params)
 
 
 def test_plan_is_the_statements_sweep():
-    plan = train_cnn.plan("full")
+    plan = q2_cnn.plan("full")
     assert plan == [{"lr": [0.1, 0.01, 0.001], "no_maxpool": False}, {"lr": [0.1, 0.01, 0.001], "no_maxpool": True}]
-    configs, _, _ = train_cnn.validate_params(**plan[0], profile="full")
+    configs, _, _ = q2_cnn.validate_params(**plan[0], profile="full")
     assert [(c.epochs, c.batch_size, c.dropout, c.seed, c.n_train) for c in configs] == [(15, 8, 0.7, 42, None)] * 3
     assert configs[1].label == "0.01-0.7-0-sgd-False"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from hw2 import store, train_asr
+from hw2 import store, q3_asr
 from hw2.metrics import SIMILARITY_NAMES
 from hw2.profiles import ConfigError, q3_config, q3_plan
-from hw2.train_asr import ASRConfig, lr_schedule
+from hw2.q3_asr import ASRConfig, lr_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON_LRS = [1e-5, 5.05e-4, 1e-3, 9.175e-4, 8.35e-4, 7.525e-4, 6.7e-4, 5.875e-4, 5.05e-4, 4.225e-4, 3.4e-4,
@@ -79,14 +79,14 @@ def test_full_profile_is_the_skeleton_protocol():
 ])
 def test_bad_parameters_are_clear_errors(params, message):
     with pytest.raises(ConfigError, match=message):
-        train_asr.make_config(params, "smoke")
+        q3_asr.make_config(params, "smoke")
 
 
 def test_bad_device_and_profile_are_clear_errors():
     with pytest.raises(ConfigError, match="unknown device 'gpu'"):
-        train_asr.run_notebook(device="gpu", profile="smoke")
+        q3_asr.run(device="gpu", profile="smoke")
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
-        train_asr.run_notebook(profile="fast")
+        q3_asr.run(profile="fast")
 
 
 def test_smoke_runs_of_both_decoders_through_the_notebook(env):
@@ -94,10 +94,10 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(env):
     done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[hw2] q3_asr: profile=smoke data=" in done.stdout + done.stderr  # the banner
-    source = train_asr.prepare_data("smoke")
+    source = q3_asr.prepare_data("smoke")
     cfg = q3_config("smoke")
     for params in q3_plan("smoke"):
-        path = train_asr.spec(params, "smoke", source).path
+        path = q3_asr.spec(params, "smoke", source).path
         assert store.check_complete(path) is None
         run = store.load(path)
         assert {"run.ipynb", "model.pt", "test_predictions.csv", "attention.npz", "metrics_raw.json"} <= set(
@@ -132,7 +132,7 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(env):
         assert set(run.summary["chance"]) == set(SIMILARITY_NAMES)
         examples = json.loads(run.file("val_examples.json").read_text())
         assert [e["epoch"] for e in examples["epochs"]] == [1, 2]
-        assert len(examples["targets"]) == min(train_asr.N_EXAMPLES, run.summary["n_validation"])
+        assert len(examples["targets"]) == min(q3_asr.N_EXAMPLES, run.summary["n_validation"])
         assert set(run.history["val_output"]) <= {"varied", "constant", "looping"}
     again = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert "2 complete, 0 to run" in again.stdout
@@ -142,7 +142,7 @@ def test_a_bad_notebook_parameter_fails_with_the_message(env, tmp_path):
     import papermill
 
     with pytest.raises(papermill.PapermillExecutionError, match="decoder must be one of"):
-        papermill.execute_notebook(str(ROOT / train_asr.NOTEBOOK), str(tmp_path / "out.ipynb"),
+        papermill.execute_notebook(str(ROOT / q3_asr.NOTEBOOK), str(tmp_path / "out.ipynb"),
                                    parameters={"decoder": "cnn", "profile": "smoke"}, cwd=str(ROOT),
                                    kernel_name="python3", progress_bar=False)
 
@@ -152,11 +152,11 @@ def _tiny(**overrides) -> ASRConfig:
 
 
 def _execute(cfg: ASRConfig, slug: str) -> store.LoadedRun:
-    corpus = train_asr.corpus_dir("smoke")
+    corpus = q3_asr.corpus_dir("smoke")
     from hw2.data import ljspeech
 
-    spec = store.RunSpec.create(train_asr.EXPERIMENT, cfg, "smoke", ljspeech.data_source(corpus), slug)
-    return store.execute(spec, lambda run: train_asr.train(run, cfg, corpus, "cpu", progress=False))
+    spec = store.RunSpec.create(q3_asr.EXPERIMENT, cfg, "smoke", ljspeech.data_source(corpus), slug)
+    return store.execute(spec, lambda run: q3_asr.train(run, cfg, corpus, "cpu", progress=False))
 
 
 class Interrupted(Exception):
@@ -165,7 +165,7 @@ class Interrupted(Exception):
 
 def test_an_interrupted_run_resumes_after_its_last_epoch(env, monkeypatch, capsys):
     straight = _execute(_tiny(), "straight")
-    real = train_asr.train_epoch
+    real = q3_asr.train_epoch
     calls = []
 
     def interrupt_second_epoch(*args, **kwargs):
@@ -174,10 +174,10 @@ def test_an_interrupted_run_resumes_after_its_last_epoch(env, monkeypatch, capsy
             raise Interrupted
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_asr, "train_epoch", interrupt_second_epoch)
+    monkeypatch.setattr(q3_asr, "train_epoch", interrupt_second_epoch)
     with pytest.raises(Interrupted):
         _execute(_tiny(), "resumed")
-    monkeypatch.setattr(train_asr, "train_epoch", real)
+    monkeypatch.setattr(q3_asr, "train_epoch", real)
     resumed = _execute(_tiny(), "resumed")
     assert "resuming resumed-smoke" in capsys.readouterr().out
     cols = ["epoch", "lr", "train_loss", "val_loss", *(f"val_{n}" for n in SIMILARITY_NAMES)]
@@ -196,15 +196,15 @@ def test_a_diverging_run_is_marked_with_its_epoch_and_keeps_its_history(env):
 def _clips(split: str, n: int):
     from hw2.data import ljspeech
 
-    return ljspeech.load_split(train_asr.corpus_dir("smoke"), split)[:n]
+    return ljspeech.load_split(q3_asr.corpus_dir("smoke"), split)[:n]
 
 
 def test_features_cached_or_per_batch_equal_each_clip_alone(env):
     from hw2.audio import log_mel
 
     clips = _clips("train", 5)
-    cached = train_asr.SplitData(clips, 300, "cpu", cache_bytes=1 << 30)
-    per_batch = train_asr.SplitData(clips, 300, "cpu", cache_bytes=0)
+    cached = q3_asr.SplitData(clips, 300, "cpu", cache_bytes=1 << 30)
+    per_batch = q3_asr.SplitData(clips, 300, "cpu", cache_bytes=0)
     assert cached.features is not None and per_batch.features is None
     index = torch.tensor([4, 0, 2])
     alone = torch.stack([log_mel(torch.from_numpy(clips[i][0]), n_frames=300) for i in (4, 0, 2)])
@@ -221,12 +221,12 @@ def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
     from hw2.models.asr import build_asr_model
 
     cfg = _tiny(eval_batch_size=3, decoder="transformer")
-    data = train_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)
+    data = q3_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)
     torch.manual_seed(0)
     model = build_asr_model("transformer", fused=True).eval()
     with torch.no_grad():
         model._dec._classifier.weight.mul_(20)  # varied tokens rather than one repeated
-    acc, per_sample, generated = train_asr.evaluate(model, data, cfg)
+    acc, per_sample, generated = q3_asr.evaluate(model, data, cfg)
     reference = EpochAccumulator()
     with torch.no_grad():
         for start in range(0, data.n, 3):
@@ -284,9 +284,9 @@ def test_training_order_is_the_dataloaders_shuffle_from_the_global_rng():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for epoch in range(epochs):
         split = _RecordingSplit(n_train)
-        train_asr.train_epoch(model, optimizer, split, cfg, epoch)
+        q3_asr.train_epoch(model, optimizer, split, cfg, epoch)
         assert [b.tolist() for b in split.seen] == [b.tolist() for b in expected[epoch]]
-        train_asr.loader_iteration_seed()  # what evaluate draws first
+        q3_asr.loader_iteration_seed()  # what evaluate draws first
     assert torch.equal(torch.rand(3), after)
     assert any(b[0].tolist() != list(range(batch)) for b in expected)  # the orders really are shuffled
 
@@ -296,7 +296,7 @@ def test_clips_cropped_and_transcripts_truncated_are_counted():
     long_text = "a" * 98
     clips = [(np.zeros(160 * 99, dtype=np.float32), "short"), (np.zeros(160 * 100, dtype=np.float32), long_text),
              (np.zeros(160 * 150, dtype=np.float32), "x" * 97)]
-    split = train_asr.SplitData(clips, n_frames=100, device="cpu", cache_bytes=1 << 30)
+    split = q3_asr.SplitData(clips, n_frames=100, device="cpu", cache_bytes=1 << 30)
     assert split.n_cropped == 2  # 101 and 151 frames; 100 frames fit exactly
     assert split.n_truncated == 1  # 98 characters; 97 fit
     assert split.valid_frames == [100, 100, 100]
@@ -308,9 +308,9 @@ def test_evaluate_consumes_one_draw_like_an_unshuffled_dataloader():
     torch.manual_seed(0)
     model = build_asr_model("rnn", 1).eval()
     clips = [(np.random.default_rng(i).standard_normal(160 * 40).astype(np.float32), "ab") for i in range(3)]
-    split = train_asr.SplitData(clips, n_frames=48, device="cpu", cache_bytes=1 << 30)
+    split = q3_asr.SplitData(clips, n_frames=48, device="cpu", cache_bytes=1 << 30)
     state = torch.get_rng_state()
-    train_asr.evaluate(model, split, ASRConfig())
+    q3_asr.evaluate(model, split, ASRConfig())
     after = torch.rand(2)
     torch.set_rng_state(state)
     list(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(3)), batch_size=16))

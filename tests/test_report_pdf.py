@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import bench_attention, report, store, train_asr, train_cnn
+from hw2 import q1_attention, report, store, q3_asr, q2_cnn
 from hw2.data import octmnist
 from hw2.render import render
 
@@ -51,10 +51,10 @@ def rendered(tmp_path_factory, octmnist_standin):
     mp.setenv("HW2_DATA_DIR", str(data))
     # Real smoke runs of every question, as `PROFILE=smoke make report` makes them (in-process here; the
     # notebooks are executed by each question's own tests).
-    runs = {"q1": [bench_attention.run("smoke")],
-            "q2": [r for params in train_cnn.plan("smoke")
-                   for r in train_cnn.run(**params, profile="smoke", progress=False)],
-            "q3": [train_asr.run_notebook(d, profile="smoke", progress=False) for d in ("rnn", "transformer")]}
+    runs = {"q1": [q1_attention.run("smoke")],
+            "q2": [r for params in q2_cnn.plan("smoke")
+                   for r in q2_cnn.run(**params, profile="smoke", progress=False)],
+            "q3": [q3_asr.run(d, profile="smoke", progress=False) for d in ("rnn", "transformer")]}
     project = tmp / "project"
     (project / "hw2").mkdir(parents=True)
     shutil.copy(ROOT / "_quarto.yml", project)

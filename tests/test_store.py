@@ -138,9 +138,9 @@ def test_list_runs_filters_profile_and_code(results_dir):
 
 def test_a_runs_code_is_its_module_and_what_it_imports():
     files = {p.relative_to(store.PACKAGE_DIR).as_posix() for p in store.code_files("q2_cnn")}
-    assert {"train_cnn.py", "models/cnn.py", "data/octmnist.py", "cnn_cpu.py", "cnn_cpu.c"} <= files
+    assert {"q2_cnn.py", "models/cnn.py", "data/octmnist.py", "cnn_cpu.py", "cnn_cpu.c"} <= files
     # Editing the report, the renderer, the profile table or another question does not retrain Q2.
-    assert not files & {"render.py", "report.py", "profiles.py", "runs.py", "store.py", "train_asr.py", "audio.py"}
+    assert not files & {"render.py", "report.py", "profiles.py", "runs.py", "store.py", "q3_asr.py", "audio.py"}
 
 
 # --- run identity follows what can change a result ------------------------------------------------------------
@@ -182,10 +182,10 @@ def test_a_statement_added_to_the_cnn_makes_new_q2_runs_and_status_names_the_fil
 
 def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_only_when_told(
         results_dir, monkeypatch, capsys):
-    from hw2 import bench_attention, report
+    from hw2 import q1_attention, report
     from hw2.__main__ import main
 
-    run = bench_attention.run("smoke")
+    run = q1_attention.run("smoke")
     assert main(["status", "--profile", "smoke"]) == 0
     assert "q1 (profile smoke, data synthetic): 1 planned: 1 current, 0 stale, 0 missing" in capsys.readouterr().out
     # the attention code changes (a statement, not a docstring): the run is stale and status says why

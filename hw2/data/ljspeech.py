@@ -28,6 +28,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from hw2.audio import n_valid_frames
+from hw2.configs import SHORT_MAX_FRAMES
 from hw2.data import sentences, short_sentences
 
 SAMPLE_RATE = 22050
@@ -35,7 +36,6 @@ REAL_FOLDER = "LJSpeech-1.1"
 STANDIN_MARKER = "standin.json"
 STANDIN_VERSION = 1  # bump when the generator changes, so an old stand-in folder is never reused
 GRAMMARS = ("ljspeech", "short")
-SHORT_MAX_FRAMES = 352  # every clip of the short stand-in has at most this many frames (1 + samples // 160)
 MAX_ATTEMPTS = 50  # sentences drawn for one clip of the short stand-in before giving up
 SPLITS = ("train", "validation", "test")
 VOICE = "en-us+f3"  # one speaker, like LJ Speech; each clip varies its speaking rate and pitch a little

@@ -27,7 +27,7 @@ HIDDEN = 200
 N_HEADS = 2
 FEED_FORWARD = 400
 POS_TIMESCALE = 3000  # the skeleton's max timescale for the encoder's sinusoids
-DECODERS = ("rnn", "transformer")
+from hw2.configs import DECODERS  # noqa: E402
 
 
 class MultiHeadAttention(nn.Module):

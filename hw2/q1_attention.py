@@ -37,64 +37,13 @@ import torch
 
 from hw2 import store
 from hw2.attention import taylor
-from hw2.profiles import ConfigError, banner, resolve_device, resolve_profile, torch_threads
+from hw2.configs import METHODS, AttentionBenchConfig, ConfigError
+from hw2.profiles import banner, resolve_device, resolve_profile, torch_threads
 
 EXPERIMENT = "q1_attention"
 NOTEBOOK = "analysis/q1_attention.ipynb"
 DATA_SOURCE = "synthetic"
-METHODS = ("softmax_naive", "softmax_sdpa", "taylor_linear", "taylor_causal")
 SOFTMAX_METHODS = ("softmax_naive", "softmax_sdpa")
-
-
-@dataclass(frozen=True)
-class AttentionBenchConfig:
-    """The benchmark's sizes; defaults follow the issue (D in {16, 64}, K = 3, symmetric map)."""
-
-    dims: tuple[int, ...] = (16, 64)
-    order: int = 3
-    symmetric: bool = True
-    lengths: tuple[int, ...] = tuple(2**p for p in range(7, 18))  # 128 .. 131,072
-    methods: tuple[str, ...] = METHODS
-    repeats: int = 5
-    time_limit_s: float = 20.0
-    memory_limit_gb: float | None = None  # None: half the device's memory (RAM on CPU)
-    fit_points: int = 4                   # exponents are fitted on the longest lengths measured
-    chunk_size: int = 128                 # causal linear attention
-    error_dim: int = 16
-    error_length: int = 512
-    error_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    error_kinds: tuple[str, ...] = taylor.INPUT_KINDS
-    error_orders: tuple[int, ...] = (2, 3, 4, 5)
-    error_trials: int = 3
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None  # torch CPU threads during the run (None: torch's default)
-
-    def validate(self) -> "AttentionBenchConfig":
-        problems = []
-        if not self.dims or min(self.dims) < 1:
-            problems.append(f"dims must be positive integers, got {self.dims}")
-        if self.order < 2:
-            problems.append(f"order (K) must be >= 2, got {self.order}")
-        if len(self.lengths) < 2 or list(self.lengths) != sorted(set(self.lengths)) or self.lengths[0] < 1:
-            problems.append(f"lengths must be >= 2 increasing positive integers, got {self.lengths}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or "taylor_linear" not in self.methods:
-            problems.append(f"methods must include 'taylor_linear' and come from {METHODS}, got {self.methods}")
-        if self.threads is not None and self.threads < 1:
-            problems.append(f"threads must be >= 1 or None, got {self.threads}")
-        if self.repeats < 1 or self.time_limit_s <= 0 or self.fit_points < 2:
-            problems.append("repeats must be >= 1, time_limit_s > 0 and fit_points >= 2")
-        if self.memory_limit_gb is not None and self.memory_limit_gb <= 0:
-            problems.append(f"memory_limit_gb must be positive or None, got {self.memory_limit_gb}")
-        bad_kinds = [k for k in self.error_kinds if k not in taylor.INPUT_KINDS]
-        if bad_kinds:
-            problems.append(f"error_kinds must come from {taylor.INPUT_KINDS}, got {bad_kinds}")
-        if not self.error_orders or min(self.error_orders) < 1 or self.error_trials < 1:
-            problems.append("error_orders must be >= 1 and error_trials >= 1")
-        if problems:
-            raise ConfigError("invalid Q1 benchmark config: " + "; ".join(problems))
-        return self
 
 
 # --- the runner's interface ---------------------------------------------------------------------------------
@@ -128,6 +77,11 @@ def validate_params(profile, device) -> tuple[str, str]:
     if not isinstance(device, str):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return resolve_profile(profile), resolve_device(device)
+
+
+def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    """The runs a notebook execution with `params` writes: one."""
+    return [spec(params, profile, data_source)]
 
 
 def run(profile: str | None = None, device: str = "auto") -> store.LoadedRun:

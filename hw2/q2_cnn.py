@@ -33,38 +33,14 @@ from hw2 import cnn_cpu, store
 from hw2.loader_rng import loader_permutation
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
-from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
+from hw2.configs import CNNConfig, ConfigError
+from hw2.profiles import (banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
                           resolve_profile, torch_threads)
 
 EXPERIMENT = "q2_cnn"
 NOTEBOOK = "analysis/q2_cnn.ipynb"
 EVAL_CHUNK = 4096
 PROGRESS_EVERY = 500  # steps between loss readings for the progress bar
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """One run of Question 2; defaults are the homework's (15 epochs, SGD, batch 8, dropout 0.7)."""
-
-    lr: float = 0.01
-    no_maxpool: bool = False
-    epochs: int = 15
-    batch_size: int = 8
-    dropout: float = 0.7
-    l2_decay: float = 0.0
-    seed: int = 42
-    n_train: int | None = None  # None: the whole training split (97,477)
-    n_val: int | None = None  # None: the whole validation split (10,832)
-
-    @property
-    def label(self) -> str:
-        """The skeleton's config string, e.g. 0.01-0.7-0-sgd-False."""
-        decay = int(self.l2_decay) if float(self.l2_decay).is_integer() else self.l2_decay
-        return f"{self.lr}-{self.dropout}-{decay}-sgd-{self.no_maxpool}"
-
-    @property
-    def slug(self) -> str:
-        return f"lr{self.lr:g}-{'nomaxpool' if self.no_maxpool else 'maxpool'}-s{self.seed}"
 
 
 def configure_seed(seed: int) -> None:
@@ -358,14 +334,14 @@ def validate_params(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, pr
     return [q2_config(profile, lr=float(v), **overrides) for v in lrs], profile, device
 
 
-def spec(config: CNNConfig, profile: str, data_source: str) -> store.RunSpec:
+def config_spec(config: CNNConfig, profile: str, data_source: str) -> store.RunSpec:
     return store.RunSpec.create(EXPERIMENT, config, profile, data_source, slug=config.slug)
 
 
 def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
     """The runs a notebook execution with `params` writes (one per learning rate)."""
     configs, profile, _ = validate_params(**{**params, "profile": profile})
-    return [spec(c, profile, data_source) for c in configs]
+    return [config_spec(c, profile, data_source) for c in configs]
 
 
 def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, device="auto",
@@ -375,7 +351,7 @@ def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, 
     path = octmnist.prepare(data_dir())
     source = octmnist.data_source(path)
     print(banner(EXPERIMENT, profile, source, device), flush=True)
-    run_specs = [spec(c, profile, source) for c in configs]
+    run_specs = [config_spec(c, profile, source) for c in configs]
 
     def train(runs: list[store.Run]) -> list[dict]:
         todo = [configs[run_specs.index(r.spec)] for r in runs]

@@ -43,72 +43,21 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hw2 import store, text
-from hw2.audio import N_FRAMES, N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
 from hw2.loader_rng import loader_iteration_seed, loader_permutation
 from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
-from hw2.models.asr import DECODERS, SpeechToText, build_asr_model
+from hw2.models.asr import SpeechToText, build_asr_model
 from hw2.models.cnn import count_trainable_params
-from hw2.profiles import (ConfigError, banner, cpu_threads, data_dir, q3_config, q3_plan, resolve_device,
+from hw2.configs import ASRConfig, ConfigError, DECODERS, MAX_ENCODER_LAYERS, N_FRAMES
+from hw2.profiles import (banner, cpu_threads, data_dir, q3_config, q3_plan, resolve_device,
                           resolve_profile, torch_threads)
 
 EXPERIMENT = "q3_asr"
 NOTEBOOK = "analysis/q3_asr.ipynb"
 SPLITS = ("train", "validation", "test")
-MAX_ENCODER_LAYERS = 12
 N_EXAMPLES = 4  # validation clips whose greedy prediction is kept every epoch (val_examples.json)
 
 
-@dataclass(frozen=True)
-class ASRConfig:
-    """One training run. The defaults are the skeleton's (run cells (a) and (b)) on the full corpus."""
-
-    decoder: str = "rnn"
-    corpus: str = "ljspeech"  # LJ Speech 1.1 (its paragraph stand-in without it), or "short": 3-6-word stand-in
-    n_encoder_layers: int = 2  # the skeleton's code; the statement's appendix says 4
-    epochs: int = 15
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.15  # warm-up epochs: int(0.15 * epochs)
-    decay_fraction: float = 0.85  # decay epochs: int(0.85 * epochs)
-    lr_start_factor: float = 0.01  # warm-up starts at lr / 100
-    lr_end_factor: float = 0.01  # decay ends at lr / 100
-    batch_size: int = 64
-    eval_batch_size: int = 16
-    label_smoothing: float = 0.1
-    seed: int = 42
-    n_clips: int = 13_100  # corpus size (LJ Speech 1.1 has 13,100); splits 75 / 5 / 20 %
-    audio_frames: int = N_FRAMES  # frames per clip after padding/cropping; fewer changes results
-    fused_attention: bool = True  # scaled_dot_product_attention: same values to float rounding
-    bf16: bool = False  # bf16 autocast, on CUDA only
-    n_attention_clips: int = 4  # validation clips whose cross-attention is saved
-
-    def validate(self) -> "ASRConfig":
-        def positive_int(name: str, value, upper: int | None = None) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (upper and value > upper):
-                bound = f" and at most {upper}" if upper else ""
-                raise ConfigError(f"{name} must be a whole number of at least 1{bound}, got {value!r}")
-
-        if self.corpus not in ("ljspeech", "short"):
-            raise ConfigError(f"corpus must be 'ljspeech' or 'short', got {self.corpus!r}")
-        if self.decoder not in DECODERS:
-            raise ConfigError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, got {self.decoder!r}")
-        positive_int("epochs", self.epochs)
-        positive_int("n_encoder_layers", self.n_encoder_layers, MAX_ENCODER_LAYERS)
-        positive_int("batch_size", self.batch_size)
-        positive_int("eval_batch_size", self.eval_batch_size)
-        positive_int("audio_frames", self.audio_frames, N_FRAMES)
-        if self.n_clips < 20:
-            raise ConfigError(f"n_clips must be at least 20 so that every split has clips, got {self.n_clips}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative whole number, got {self.seed!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing!r}")
-        return self
-
-
-# Fields that are the homework's protocol: a run whose value differs is not the skeleton's experiment.
 PROTOCOL_FIELDS = ("corpus", "n_clips", "audio_frames", "batch_size", "epochs", "n_encoder_layers", "lr",
                    "weight_decay", "label_smoothing", "eval_batch_size", "bf16")
 
@@ -188,7 +137,12 @@ def spec(params: dict, profile: str, data_source: str) -> store.RunSpec:
     return store.RunSpec.create(EXPERIMENT, cfg, resolve_profile(profile), data_source, slug(cfg))
 
 
-def run_notebook(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
+def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    """The runs a notebook execution with `params` writes: one."""
+    return [spec(params, profile, data_source)]
+
+
+def run(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
                  device: str = "auto", n_encoder_layers: int = 2, progress: bool = True) -> store.LoadedRun:
     """What the notebook does: validate, print the banner, produce (or reuse) the run and return it."""
     from hw2.data import ljspeech

@@ -1,0 +1,83 @@
+"""The package's shape: no import cycle anywhere in hw2 (imports inside functions count), leaf modules for
+configuration and the experiment registry, and every registered experiment following one contract."""
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+
+from hw2 import experiments
+
+PACKAGE = Path(__file__).resolve().parent.parent / "hw2"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def hw2_imports(path: Path, known: set[str]) -> set[str]:
+    """The hw2 modules a file imports, at the top or inside functions (not under `if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+               for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n in known}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: hw2_imports(path, set(files)) - {name} for name, path in files.items()}
+
+
+def test_no_import_cycle_in_hw2():
+    graph = import_graph()
+    state: dict[str, str] = {}
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_configuration_and_registry_are_leaves_that_import_nothing_heavy():
+    graph = import_graph()
+    for leaf in ("hw2.configs", "hw2.experiments"):
+        assert graph[leaf] == set(), leaf
+        source = (PACKAGE / f"{leaf.split('.')[1]}.py").read_text()
+        assert "import torch" not in source and "import numpy" not in source
+    # the profile table reads configurations only: no experiment module, no data code
+    assert graph["hw2.profiles"] <= {"hw2.configs"}
+
+
+@pytest.mark.parametrize("experiment", experiments.EXPERIMENTS, ids=lambda e: e.name)
+def test_every_experiment_follows_the_contract(experiment):
+    module = importlib.import_module(experiment.module)
+    assert module.EXPERIMENT == experiment.name and module.NOTEBOOK == experiment.notebook
+    assert (PACKAGE.parent / experiment.notebook).is_file()
+    for name in ("prepare_data", "plan", "specs", "run"):
+        assert callable(getattr(module, name, None)), f"{experiment.module} has no {name}()"
+    contract = inspect.signature(experiments.ExperimentModule.specs)
+    assert list(inspect.signature(module.specs).parameters) == list(contract.parameters)[1:]
+    assert list(inspect.signature(module.plan).parameters) == ["profile"]
+    assert list(inspect.signature(module.prepare_data).parameters) == ["profile"]
