@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext gcc:cc
 JOBS ?= 2
 
-.PHONY: setup sysdeps test runs runs-q1 runs-q2 runs-q3 status report submission bench-q2 bench-q3 clean
+.PHONY: setup sysdeps test lint runs runs-q1 runs-q2 runs-q3 status report submission bench-q2 bench-q3 clean
 
 setup: $(STAMP) sysdeps
 
@@ -33,8 +33,11 @@ sysdeps:
 	  fi; \
 	fi
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check hw2 tests bench
 
 runs-q1: setup
 	$(PY) -m hw2 runs q1

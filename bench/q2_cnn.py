@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hw2.data import octmnist  # noqa: E402
 from hw2.models.cnn import CNN  # noqa: E402
 from hw2.profiles import Q2_LEARNING_RATES, cpu_threads, data_dir, q2_config, q2_plan, resolve_device, torch_threads  # noqa: E402,E501
-from hw2.q2_cnn import CNNConfig, StackedCNN, configure_seed, engine as train_engine, train_epoch  # noqa: E402,E501
+from hw2.q2_cnn import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402,E501
+from hw2.q2_cnn import engine as train_engine
 
 DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 

@@ -8,7 +8,8 @@ printed separately: a run pays it once), fused attention, greedy decoding that c
 key/value cache, several evaluation batches at once.
 
 Then projects the profile's wall time for each decoder from the step and decoding times measured here
-(every epoch: the training steps and a validation pass; then the test pass). Prints clips per second for training, for greedy decoding from the features (encoder included) and for the
+(every epoch: the training steps and a validation pass; then the test pass).
+Prints clips per second for training, for greedy decoding from the features (encoder included) and for the
 decoding loop alone (both decoders on the same encoder outputs), the ratios, and whether both decode exactly
 the same tokens (exit status 1 if not). The weights are those of the profile's finished run when there is
 one (so the decoded text is meaningful), else the initial weights.

@@ -17,6 +17,7 @@ N_FFT = 400
 HOP = 160
 N_MELS = 80
 from hw2.configs import N_FRAMES  # noqa: E402  (the skeleton's 2,754 padded frames)
+
 N_FREQS = N_FFT // 2 + 1  # 201
 
 

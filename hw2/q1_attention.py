@@ -30,14 +30,13 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from hw2 import store
 from hw2.attention import taylor
-from hw2.configs import METHODS, AttentionBenchConfig, ConfigError
+from hw2.configs import AttentionBenchConfig, ConfigError
 from hw2.profiles import banner, resolve_device, resolve_profile, torch_threads
 
 EXPERIMENT = "q1_attention"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -30,12 +30,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hw2 import cnn_cpu, store
-from hw2.loader_rng import loader_permutation
-from hw2.data import octmnist
-from hw2.models.cnn import CNN, count_trainable_params
 from hw2.configs import CNNConfig, ConfigError
-from hw2.profiles import (banner, cpu_threads, data_dir, q2_config, q2_plan, resolve_device,
-                          resolve_profile, torch_threads)
+from hw2.data import octmnist
+from hw2.loader_rng import loader_permutation
+from hw2.models.cnn import CNN, count_trainable_params
+from hw2.profiles import (
+    banner,
+    cpu_threads,
+    data_dir,
+    q2_config,
+    q2_plan,
+    resolve_device,
+    resolve_profile,
+    torch_threads,
+)
 
 EXPERIMENT = "q2_cnn"
 NOTEBOOK = "analysis/q2_cnn.ipynb"

@@ -34,7 +34,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +43,21 @@ from tqdm import tqdm
 
 from hw2 import store, text
 from hw2.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.configs import ASRConfig, ConfigError
 from hw2.loader_rng import loader_iteration_seed, loader_permutation
 from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
 from hw2.models.asr import SpeechToText, build_asr_model
 from hw2.models.cnn import count_trainable_params
-from hw2.configs import ASRConfig, ConfigError, DECODERS, MAX_ENCODER_LAYERS, N_FRAMES
-from hw2.profiles import (banner, cpu_threads, data_dir, q3_config, q3_plan, resolve_device,
-                          resolve_profile, torch_threads)
+from hw2.profiles import (
+    banner,
+    cpu_threads,
+    data_dir,
+    q3_config,
+    q3_plan,
+    resolve_device,
+    resolve_profile,
+    torch_threads,
+)
 
 EXPERIMENT = "q3_asr"
 NOTEBOOK = "analysis/q3_asr.ipynb"

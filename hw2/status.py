@@ -13,6 +13,7 @@ from pathlib import Path
 from hw2 import store
 from hw2.runs import QUESTIONS, experiment_module, run_specs
 
+
 @dataclass
 class PlannedRun:
     name: str

@@ -1,7 +1,9 @@
 """The run store: one folder per run under `results/<experiment>/<name>/`.
 
-A run's name is a readable slug plus a key hashed from its config, profile, data source and the `hw2`
-sources that ran it (the experiment's module and what it imports), so a finished run is never redone and a code change never reuses a stale result.
+A run's name is a readable slug plus a key hashed from its config, profile, data source and the code that can
+change its result (the experiment's module and the hw2 modules it imports, as syntax trees without docstrings
+or comments, less the modules outside the boundary below), so a finished run is never redone, a code change
+never reuses a stale result, and rewording a comment or a docstring costs nothing.
 
 Life of a run (`store.execute`):
   1. take an exclusive lock on the run (a second process asking for the same run waits, then reuses it);

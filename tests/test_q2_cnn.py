@@ -1,18 +1,16 @@
 """Question 2: the CNN, the OCTMNIST data, and a trainer faithful to the skeleton."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from hw2 import cnn_cpu, store, q2_cnn
+from hw2 import cnn_cpu, q2_cnn, store
 from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import ConfigError
 from hw2.q2_cnn import StackedCNN, configure_seed, loader_permutation
-
 
 # --- the model ---------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hw2 import store, q3_asr
+from hw2 import q3_asr, store
 from hw2.metrics import SIMILARITY_NAMES
 from hw2.profiles import ConfigError, q3_config, q3_plan
 from hw2.q3_asr import ASRConfig, lr_schedule

@@ -4,8 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from hw2.render import (Cell, Markdown, RenderError, check_references, inline_expressions, load_project, parse,
-                        read_document)
+from hw2.render import (
+    Cell,
+    Markdown,
+    RenderError,
+    check_references,
+    inline_expressions,
+    load_project,
+    parse,
+    read_document,
+)
 
 
 def write(tmp_path: Path, files: dict[str, str]) -> Path:

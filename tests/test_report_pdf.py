@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import q1_attention, report, store, q3_asr, q2_cnn
+from hw2 import q1_attention, q2_cnn, q3_asr, report, store
 from hw2.data import octmnist
 from hw2.render import render
-
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBQUESTIONS = ["Q1.1", "Q1.2", "Q1.3", "Q1.4", "Q2.1", "Q2.2", "Q2.3", "Q3.1", "Q3.2", "Q3.3", "Q3.4"]

@@ -1,9 +1,9 @@
 """OCTMNIST (28x28 retinal OCT scans, 4 classes): the real file through medmnist, or a generated stand-in.
 
 `prepare()` finds `octmnist.npz` in the data folder; where it is missing it downloads it (short timeout,
-so an offline machine does not hang; HW2_OFFLINE=1 skips the attempt) or, failing that, generates the stand-in: a file of the same keys,
-shapes, dtypes, split sizes and class counts whose images are drawn as retina-like layered bands with
-class-specific lesions, speckle and nuisance geometry. A sidecar `octmnist.standin.json` marks it.
+so an offline machine does not hang; HW2_OFFLINE=1 skips the attempt) or, failing that, generates the stand-in:
+a file of the same keys, shapes, dtypes, split sizes and class counts whose images are drawn as retina-like
+layered bands with class-specific lesions, speckle and nuisance geometry. A sidecar `octmnist.standin.json` marks it.
 
 `load()` preprocesses exactly as the skeleton's `utils.load_oct_data`: flatten, divide by 256, and by
 default keep the 529-image class-ordered test subsample (the first 182/55/42/250 of classes 0..3).
