@@ -2,7 +2,7 @@
 import pytest
 
 import runfolders
-from hw2 import report, report_q3
+from hw2 import report, report_q1, report_q2, report_q3
 from hw2.store import RunError
 
 
@@ -15,10 +15,10 @@ def test_mean_std_and_versus():
 
 def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results_dir):
     runs = runfolders.q2_runs(seeds=(1, 2))
-    q2 = report.Q2Results("smoke")
+    q2 = report_q2.Q2Results("smoke")
     assert q2.seeds == 2
-    table = q2.table("tbl-x").data
-    assert "±" in table and "Mean ± standard deviation over 2 seeds." in table
+    table = q2.table("tbl-x", "All runs.").data
+    assert "±" in table and "All runs." in table
     for run in runs:  # short key and seed of every run, the profile and the stand-in data
         assert f"{run.short_key} (seed {report.seed_of(run)})" in table
     assert "profile smoke" in table and "generated stand\\-in data" in table
@@ -26,12 +26,12 @@ def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results_dir
 
 def test_missing_runs_name_the_make_target(results_dir):
     with pytest.raises(RunError, match=r"run `PROFILE=smoke make runs-q2` first"):
-        report.Q2Results("smoke")
+        report_q2.Q2Results("smoke")
     runfolders.q3_runs()
     q3 = report_q3.Q3Results("smoke")
     assert q3.decoder("rnn").label == "LSTM decoder"
     with pytest.raises(RunError, match=r"make runs-q1"):
-        report.Q1Results("smoke")
+        report_q1.Q1Results("smoke")
 
 
 def test_figures_need_axis_labels(results_dir, tmp_path, monkeypatch):

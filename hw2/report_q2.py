@@ -1,0 +1,195 @@
+"""Question 2's report helpers: the CNN runs as numbers, booleans, tables and figures for `report/_q2.qmd`.
+Every sentence, caption included, is written in the .qmd; nothing here trains.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from hw2.report import cached, figure, mean_std, require_runs, seed_of, table
+from hw2.store import LoadedRun, RunError
+
+Q2_EXPERIMENT = "q2_cnn"
+VARIANTS = {False: "max-pooling (Q2.1)", True: "no max-pooling (Q2.2)"}
+# The statement's sweep: lr in {0.1, 0.01, 0.001} for both variants (every profile runs all six).
+Q2_SWEEP = [{"lr": lr, "no_maxpool": nm} for nm in (False, True) for lr in (0.1, 0.01, 0.001)]
+
+
+@dataclass
+class Q2Config:
+    """One (variant, learning rate) cell of the sweep, over its seeds."""
+
+    no_maxpool: bool
+    lr: float
+    runs: list[LoadedRun]
+
+    def values(self, key: str) -> list[float]:
+        out = []
+        for r in self.runs:
+            v = r.summary.get(key)
+            out.append(float(v) if isinstance(v, (int, float)) or (isinstance(v, str) and v.lower() == "nan")
+                       else float("nan"))
+        return out
+
+    def mean(self, key: str) -> float:
+        vals = [v for v in self.values(key) if v == v]
+        return statistics.mean(vals) if vals else float("nan")
+
+    @property
+    def diverged(self) -> bool:
+        return any(r.summary.get("status") == "diverged" for r in self.runs)
+
+    @property
+    def variant(self) -> str:
+        return VARIANTS[self.no_maxpool]
+
+    @property
+    def n_params(self) -> int:
+        return int(self.runs[0].summary["n_params"])
+
+
+class Q2Results:
+    """All complete Q2 runs of a profile, grouped by (variant, lr); checks the statement's sweep is there."""
+
+    def __init__(self, profile: str):
+        self.profile = profile
+        self.runs = require_runs(Q2_EXPERIMENT, profile)
+        groups: dict[tuple, list[LoadedRun]] = {}
+        for run in self.runs:
+            c = run.config["config"]
+            groups.setdefault((bool(c["no_maxpool"]), float(c["lr"])), []).append(run)
+        missing = [p for p in Q2_SWEEP if (bool(p["no_maxpool"]), float(p["lr"])) not in groups]
+        if missing:
+            which = ", ".join(f"lr={p['lr']} no_maxpool={p['no_maxpool']}" for p in missing)
+            raise RunError(f"Q2 runs missing for profile {profile!r} ({which}): run `PROFILE={profile} make runs-q2`")
+        self.configs = [Q2Config(nm, lr, sorted(rs, key=lambda r: seed_of(r) or 0))
+                        for (nm, lr), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
+
+    def variant(self, no_maxpool: bool) -> list[Q2Config]:
+        return [c for c in self.configs if c.no_maxpool == no_maxpool]
+
+    def best(self, no_maxpool: bool) -> Q2Config:
+        """The learning rate chosen on the validation data: the highest final validation accuracy."""
+        candidates = [c for c in self.variant(no_maxpool)
+                      if c.mean("final_valid_acc") == c.mean("final_valid_acc")]  # not NaN (diverged)
+        return max(candidates, key=lambda c: c.mean("final_valid_acc"))
+
+    def at(self, no_maxpool: bool, lr: float) -> Q2Config:
+        return next(c for c in self.variant(no_maxpool) if c.lr == lr)
+
+    @property
+    def seeds(self) -> int:
+        return max(len(c.runs) for c in self.configs)
+
+    @property
+    def epochs(self) -> int:
+        return int(self.configs[0].runs[0].config["config"]["epochs"])
+
+    @property
+    def best_pool(self) -> Q2Config:
+        """The network with max pooling at its chosen learning rate (Q2.1)."""
+        return self.best(False)
+
+    @property
+    def best_no_pool(self) -> Q2Config:
+        """The network without max pooling at its own best learning rate."""
+        return self.best(True)
+
+    @property
+    def no_pool_at_chosen_lr(self) -> Q2Config:
+        """The network without max pooling at the learning rate chosen for the one with pooling (Q2.2)."""
+        return self.at(True, self.best_pool.lr)
+
+    @property
+    def pooling_ahead(self) -> bool:
+        """Whether, at the chosen learning rate, pooling is ahead in both validation and test accuracy."""
+        pooled, strided = self.best_pool, self.no_pool_at_chosen_lr
+        return all(pooled.mean(k) > strided.mean(k) for k in ("final_valid_acc", "test_acc"))
+
+    def _summary(self, key: str) -> int:
+        return int(self.configs[0].runs[0].summary[key])
+
+    @property
+    def n_train(self) -> int:
+        return self._summary("n_train")
+
+    @property
+    def n_test(self) -> int:
+        """The skeleton's class-ordered test subsample."""
+        return self._summary("n_test")
+
+    @property
+    def n_test_full(self) -> int:
+        return self._summary("n_test_full")
+
+    def config_value(self, key: str):
+        return self.configs[0].runs[0].config["config"][key]
+
+    def table(self, label: str, text: str):
+        import pandas as pd
+
+        rows = []
+        best = {nm: self.best(nm) for nm in (False, True)}
+        for c in self.configs:
+            mark = " (best)" if c is best[c.no_maxpool] else ""
+            status = f"diverged at epoch {c.runs[0].summary.get('diverged_epoch')}" if c.diverged else ""
+            rows.append({
+                "Variant": "max-pool" if not c.no_maxpool else "no pool",
+                "lr": f"**{c.lr:g}{mark}**" if mark else f"{c.lr:g}",
+                "Train loss": mean_std(c.values("final_train_loss")) if not c.diverged else status,
+                "Val. acc.": mean_std(c.values("final_valid_acc")),
+                "Test acc.": mean_std(c.values("test_acc")),
+                "Test acc. (all)": mean_std(c.values("test_acc_full")),
+                "Params": f"{int(c.runs[0].summary['n_params']):,}",
+            })
+        return table(pd.DataFrame(rows), label, text, self.runs)
+
+    def curves(self, column: str, ylabel: str, label: str, text: str, also: str | None = None):
+        """`column` of history.csv against epoch for the best configuration of each variant."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
+        shown = []
+        for nm, colour in ((False, "tab:blue"), (True, "tab:orange")):
+            c = self.best(nm)
+            shown += c.runs
+            for col, style, suffix in ((column, "-", ""), (also, "--", " (per-epoch mean)")):
+                if col is None:
+                    continue
+                curves = np.array([r.history[col].to_numpy(dtype=float) for r in c.runs])
+                epochs = c.runs[0].history["epoch"].to_numpy()
+                mean = np.nanmean(curves, axis=0)
+                ax.plot(epochs, mean, style, color=colour, marker="o" if style == "-" else None, markersize=3,
+                        label=f"{c.variant}, lr {c.lr:g}{suffix}")
+                if len(c.runs) > 1:
+                    std = np.nanstd(curves, axis=0, ddof=1)
+                    ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+        return figure(fig, label, text, shown)
+
+
+def _count_cnn_params() -> dict:
+    """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
+    from hw2.models.cnn import CNN, count_trainable_params
+
+    out = {}
+    for no_maxpool in (False, True):
+        model = CNN(0.7, no_maxpool=no_maxpool)
+        layers = {name: count_trainable_params(m) for name, m in model.named_children()}
+        out[no_maxpool] = {"total": count_trainable_params(model), "features": model.fc1.in_features,
+                           "layers": {name: n for name, n in layers.items() if n}}
+    return out
+
+
+def q2_params() -> dict:
+    """{no_maxpool: {"total", "features", "layers"}} counted on `hw2.models.cnn` (cached per module version;
+    importing torch alone takes seconds)."""
+    return cached("q2-params", ["hw2.models.cnn"], _count_cnn_params)
+
+
+
