@@ -33,6 +33,37 @@ def octmnist_dir(octmnist_standin, monkeypatch):
     return octmnist_standin.parent
 
 
+@pytest.fixture(scope="session")
+def smoke_runs(tmp_path_factory, octmnist_standin):
+    """Every question's smoke runs, made ONCE per test session by the runner through the papermill notebooks,
+    as `PROFILE=smoke make runs` makes them; shared by the runner, notebook and report tests. `env` points
+    HW2_DATA_DIR and HW2_RESULTS_DIR at them; `output` is what the runner printed."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from hw2.data import octmnist
+
+    root = tmp_path_factory.mktemp("smoke")
+    data = root / "data"
+    data.mkdir()
+    for name in (octmnist.FILE, octmnist.STANDIN_MARKER):
+        (data / name).symlink_to(octmnist_standin.parent / name)
+    env = {"HW2_DATA_DIR": str(data), "HW2_RESULTS_DIR": str(root / "results"), "HW2_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "hw2", "runs", "all", "--profile", "smoke", "--jobs", "2"],
+                          cwd=ROOT, env=subprocess_env(**env), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return SimpleNamespace(env=env, output=done.stdout + done.stderr, results=root / "results", data=data)
+
+
+@pytest.fixture
+def with_smoke_runs(smoke_runs, monkeypatch):
+    """The session's smoke runs, with this test's environment pointing at them."""
+    for key, value in smoke_runs.env.items():
+        monkeypatch.setenv(key, value)
+    return smoke_runs
+
+
 @pytest.fixture(autouse=True)
 def _no_network_downloads(monkeypatch):
     # Tests never fetch data: an attempt would mean a fixture is missing.

@@ -65,12 +65,11 @@ def test_profiles_and_plan():
 
 
 @pytest.mark.slow
-def test_smoke_run_through_the_runner_and_notebook(tmp_path, monkeypatch):
+def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch):
     from hw2.runs import run_question
 
-    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("PROFILE", "smoke")
-    assert run_question("q1", "smoke") == 0
+    tmp_path = with_smoke_runs.results
     (path,) = [p for p in (tmp_path / bench.EXPERIMENT).iterdir() if not p.name.startswith(".")]
     assert store.check_complete(path) is None
     assert {"config.json", "history.csv", "summary.json", "env.json", "approx_error.csv", "run.ipynb"} <= {

@@ -11,12 +11,11 @@ from hw2 import store
 from tests.conftest import ROOT, subprocess_env
 
 
-def test_runs_q2_smoke_leaves_six_complete_runs_with_their_notebooks(octmnist_dir, results_dir):
+def test_runs_q2_smoke_leaves_six_complete_runs_with_their_notebooks(with_smoke_runs):
     cmd = [sys.executable, "-m", "hw2", "runs", "q2", "--profile", "smoke", "--jobs", "2"]
-    out = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "6 runs planned, 0 complete, 6 to run" in out.stdout
-    assert "profile=smoke data=standin-" in out.stdout + out.stderr  # the banner, streamed from the kernel
+    out = with_smoke_runs.output  # the session's `runs all --profile smoke`
+    assert "6 runs planned, 0 complete, 6 to run" in out
+    assert "profile=smoke data=standin-" in out  # the banner, streamed from the kernel
     runs = store.list_runs("q2_cnn", "smoke")
     assert sorted((r.config["config"]["lr"], r.config["config"]["no_maxpool"]) for r in runs) == sorted(
         (lr, v) for lr in (0.1, 0.01, 0.001) for v in (False, True))

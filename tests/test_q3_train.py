@@ -89,11 +89,10 @@ def test_bad_device_and_profile_are_clear_errors():
         q3_asr.run(profile="fast")
 
 
-def test_smoke_runs_of_both_decoders_through_the_notebook(env):
+def test_smoke_runs_of_both_decoders_through_the_notebook(with_smoke_runs):
     cmd = [sys.executable, "-m", "hw2", "runs", "q3", "--profile", "smoke"]
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "[hw2] q3_asr: profile=smoke data=" in done.stdout + done.stderr  # the banner
+    env = with_smoke_runs.env
+    assert "[hw2] q3_asr: profile=smoke data=" in with_smoke_runs.output  # the banner
     source = q3_asr.prepare_data("smoke")
     cfg = q3_config("smoke")
     for params in q3_plan("smoke"):

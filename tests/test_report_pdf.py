@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import q1_attention, q2_cnn, q3_asr, report, store
-from hw2.data import octmnist
+from hw2 import report, store
 from hw2.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,22 +37,15 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory, octmnist_standin):
+def rendered(tmp_path_factory, smoke_runs):
     tmp = tmp_path_factory.mktemp("report")
     mp = pytest.MonkeyPatch()
-    mp.setenv("HW2_RESULTS_DIR", str(tmp / "results"))
+    for key, value in smoke_runs.env.items():
+        mp.setenv(key, value)
     mp.setenv("PROFILE", "smoke")
-    data = tmp / "data"  # the session's stand-in OCTMNIST; the LJ Speech stand-in is generated beside it
-    data.mkdir()
-    for name in (octmnist.FILE, octmnist.STANDIN_MARKER):
-        (data / name).symlink_to(octmnist_standin.parent / name)
-    mp.setenv("HW2_DATA_DIR", str(data))
-    # Real smoke runs of every question, as `PROFILE=smoke make report` makes them (in-process here; the
-    # notebooks are executed by each question's own tests).
-    runs = {"q1": [q1_attention.run("smoke")],
-            "q2": [r for params in q2_cnn.plan("smoke")
-                   for r in q2_cnn.run(**params, profile="smoke", progress=False)],
-            "q3": [q3_asr.run(d, profile="smoke", progress=False) for d in ("rnn", "transformer")]}
+    # The session's real smoke runs of every question, made by the runner as `PROFILE=smoke make report` does.
+    runs = {q: store.list_runs(e, "smoke") for q, e in (("q1", "q1_attention"), ("q2", "q2_cnn"), ("q3", "q3_asr"))}
+    assert [len(runs[q]) for q in ("q1", "q2", "q3")] == [1, 6, 2]
     project = tmp / "project"
     (project / "hw2").mkdir(parents=True)
     shutil.copy(ROOT / "_quarto.yml", project)
