@@ -11,6 +11,7 @@ from hw2.data import octmnist
 from hw2.models.cnn import CNN, count_trainable_params
 from hw2.profiles import ConfigError
 from hw2.q2_cnn import StackedCNN, configure_seed, loader_permutation
+from tests.conftest import SMALL_OCTMNIST
 
 # --- the model ---------------------------------------------------------------------------------------------
 
@@ -43,14 +44,22 @@ def test_shapes_of_each_variant(no_maxpool, conv1_out):
 # --- the stand-in data and the loader -----------------------------------------------------------------------
 
 def test_standin_has_octmnist_format(octmnist_standin):
+    # The full-size file has OCTMNIST's splits and class counts ...
+    full = octmnist.standin_counts()
+    assert {s: sum(c) for s, c in full.items()} == {"train": 97_477, "val": 10_832, "test": 1_000}
+    assert full == {s: tuple(c) for s, c in octmnist.CLASS_COUNTS.items()}
+    # ... and the small file of the tests has the same format, with fewer train and validation images.
+    counts = octmnist.standin_counts(SMALL_OCTMNIST)
     with np.load(octmnist_standin) as npz:
         assert sorted(npz.files) == sorted(f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels"))
-        for split, n in (("train", 97_477), ("val", 10_832), ("test", 1_000)):
+        for split in ("train", "val", "test"):
             images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+            n = sum(counts[split])
             assert images.shape == (n, 28, 28) and images.dtype == np.uint8
             assert labels.shape == (n, 1)
-            assert np.bincount(labels[:, 0], minlength=4).tolist() == list(octmnist.CLASS_COUNTS[split])
+            assert np.bincount(labels[:, 0], minlength=4).tolist() == list(counts[split])
         assert 20 < npz["train_images"].mean() < 200  # neither blank nor saturated
+    assert counts["test"] == full["test"] and sum(counts["train"]) >= 400 and sum(counts["val"]) >= 200
     assert octmnist.data_source(octmnist_standin).startswith("standin-")
 
 

@@ -11,6 +11,7 @@ from hw2 import store
 from tests.conftest import ROOT, subprocess_env
 
 
+@pytest.mark.slow
 def test_runs_q2_smoke_leaves_six_complete_runs_with_their_notebooks(with_smoke_runs):
     cmd = [sys.executable, "-m", "hw2", "runs", "q2", "--profile", "smoke", "--jobs", "2"]
     out = with_smoke_runs.output  # the session's `runs all --profile smoke`

@@ -89,6 +89,7 @@ def test_bad_device_and_profile_are_clear_errors():
         q3_asr.run(profile="fast")
 
 
+@pytest.mark.slow
 def test_smoke_runs_of_both_decoders_through_the_notebook(with_smoke_runs):
     cmd = [sys.executable, "-m", "hw2", "runs", "q3", "--profile", "smoke"]
     env = with_smoke_runs.env

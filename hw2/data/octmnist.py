@@ -122,14 +122,25 @@ def validate(path: Path) -> dict[str, np.ndarray]:
 
 # --- the stand-in -------------------------------------------------------------------------------------------
 
-def write_standin(path: Path, seed: int = 0) -> None:
-    """Generate the stand-in file (deterministic from `seed`), atomically, with its marker."""
+def standin_counts(fractions: dict[str, float] | None = None) -> dict[str, tuple[int, ...]]:
+    """Images per split and class of the stand-in: OCTMNIST's own counts, or a fraction of a split's (at least
+    one image per class) for small test files. The test split is always whole: the skeleton's 529-image
+    subsample takes the first 182/55/42/250 of its classes."""
+    fractions = {k: v for k, v in (fractions or {}).items() if k != "test"}
+    return {split: tuple(max(1, round(n * fractions[split])) for n in counts) if split in fractions else counts
+            for split, counts in CLASS_COUNTS.items()}
+
+
+def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None = None) -> None:
+    """Generate the stand-in file (deterministic from `seed`), atomically, with its marker. `fractions`
+    shrinks the train and validation splits (tests that use a few hundred images need no 109k-image file)."""
     from hw2.store import atomic_write_json
 
     rng = np.random.default_rng(seed)
     arrays = {}
+    counts = standin_counts(fractions)
     for split in SPLITS:
-        labels = np.repeat(np.arange(len(CLASSES), dtype=np.uint8), CLASS_COUNTS[split])
+        labels = np.repeat(np.arange(len(CLASSES), dtype=np.uint8), counts[split])
         labels = labels[rng.permutation(len(labels))]
         arrays[f"{split}_images"] = render_scans(labels, rng)
         arrays[f"{split}_labels"] = labels[:, None]
@@ -137,7 +148,8 @@ def write_standin(path: Path, seed: int = 0) -> None:
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
     atomic_write_json(path.parent / STANDIN_MARKER, {"generator": "hw2.data.octmnist", "version": STANDIN_VERSION,
-                                                     "seed": seed, "classes": CLASSES})
+                                                     "seed": seed, "classes": CLASSES,
+                                                     **({"fractions": fractions} if fractions else {})})
 
 
 def render_scans(labels: np.ndarray, rng: np.random.Generator, size: int = 28, chunk: int = 8192) -> np.ndarray:
