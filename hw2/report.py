@@ -230,45 +230,33 @@ def contribution_paragraph(group: Group | None = None) -> str:
     return " ".join(sentences)
 
 
-def title_page(profile: str, group: Group | None = None):
-    """The title page block: group, students, the runs' profile and data sources, and the git commit."""
+@dataclass
+class ShownRuns:
+    """What the title page says about the runs of one experiment."""
+
+    title: str
+    runs: list[LoadedRun]
+
+    @property
+    def sources(self) -> list[str]:
+        """Each data source of these runs, in words."""
+        return [describe_source(s) for s in sorted({r.summary["data_source"] for r in self.runs})]
+
+
+def shown_runs(profile: str) -> list[ShownRuns]:
+    """Per experiment (in the registry's order), the runs the report shows for `profile`."""
+    from hw2.experiments import EXPERIMENTS
+
+    return [ShownRuns(e.title, store.runs_for_report(e.name, profile)) for e in EXPERIMENTS]
+
+
+def students_table(group: Group):
+    """The group's students as a Markdown table (name, number, e-mail)."""
     import pandas as pd
     from IPython.display import Markdown
 
-    from hw2.experiments import EXPERIMENTS
-
-    experiments = {e.name: e.title for e in EXPERIMENTS}
-    group = group or load_authors()
-    lines = []
-    if group.example:
-        lines.append("**This is the EXAMPLE group shipped with hw2: put your group in report/authors.yml "
-                     "(and remove `example: true`).**\n")
-    lines.append(f"**Group {group.number}**\n")
     students = pd.DataFrame([{"Student": s.name, "Number": s.number, "E-mail": s.email} for s in group.students])
-    lines.append(students.to_markdown(index=False, disable_numparse=True) + "\n")
-    rows = []
-    for experiment, title in experiments.items():
-        runs = store.runs_for_report(experiment, profile)
-        sources = sorted({r.summary["data_source"] for r in runs})
-        rows.append(f"- {title}: {len(runs)} run(s) of profile *{profile}*; "
-                    f"{'; '.join(describe_source(s) for s in sources) if sources else 'no runs yet'}.")
-    shown = [r for e in experiments for r in store.runs_for_report(e, profile)]
-    standin = any(is_standin(r.summary["data_source"]) for r in shown)
-    stale = [r for r in shown if r.stale]
-    lines.append("**Runs shown in this report**\n")
-    lines.extend(rows)
-    lines.append("")
-    if standin:
-        lines.append("**Stand-in data.** Some results below come from generated stand-in data (no network on the "
-                     "machine that ran them), not from the real data sets; their captions say so.\n")
-    if stale:
-        lines.append(f"**Made with earlier code.** {len(stale)} of the runs shown were made by code that has "
-                     f"changed since (HW2_STALE=use): "
-                     + "; ".join(f"{r.short_key} ({', '.join(r.changed_files())})" for r in stale)
-                     + ". Their captions say so.\n")
-    lines.append(f"Code: git commit `{store.git_commit() or 'unknown'}`.\n")
-    lines.append('```{=typst}\n#metadata("title page") <titlepage-end>\n```\n')
-    return Markdown("\n".join(lines))
+    return Markdown(students.to_markdown(index=False, disable_numparse=True) + "\n")
 
 
 def cached(name: str, sources: list[str], compute, versions: tuple[str, ...] = ()):
