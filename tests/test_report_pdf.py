@@ -136,14 +136,14 @@ def _captions(text: str) -> list[str]:
     return re.findall(r"((?:Figure|Table) \d+: .{0,50})", text)
 
 
-def test_quarto_renders_the_same_report(rendered, tmp_path):
+def test_quarto_renders_the_same_report(request, tmp_path):
     """The same project rendered by real Quarto: the same numbers, numbering, captions and sections, no raw TeX."""
     from hw2.render import MIN_QUARTO, quarto_version, tool_environment
 
     version = quarto_version()
     if version is None or version < MIN_QUARTO:
         pytest.skip(f"quarto >= 1.7 is not on PATH (found {version}): the renderer parity test needs it")
-    project, _, pdf = rendered
+    project, _, pdf = request.getfixturevalue("rendered")  # rendered by hw2's renderer, only when Quarto is here
     copy = tmp_path / "project"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns("_output", ".quarto", "_figures", "*_files"))
     done = subprocess.run(["quarto", "render"], cwd=copy, env=tool_environment(), capture_output=True, text=True,
