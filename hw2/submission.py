@@ -15,7 +15,7 @@ from hw2.report import ContributionError, contribution_paragraph, load_authors
 
 PDF = Path("_output") / "hw2-report.pdf"
 CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")
-TOP_FILES = ("_quarto.yml", "README.md", "Makefile", "pyproject.toml", "constraints.txt", ".gitignore")
+TOP_FILES = ("GUIDE.md", "_quarto.yml", "README.md", "Makefile", "pyproject.toml", "constraints.txt", ".gitignore")
 # Inside the folders above: build products and caches, never sources.
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "_figures"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".typ.tmp"}
