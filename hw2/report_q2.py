@@ -40,6 +40,12 @@ class Q2Config:
         return any(r.summary.get("status") == "diverged" for r in self.runs)
 
     @property
+    def diverged_epoch(self) -> int | None:
+        """The first epoch at which one of these runs diverged (its accuracies are not results)."""
+        epochs = [r.summary.get("diverged_epoch") for r in self.runs if r.summary.get("status") == "diverged"]
+        return min(epochs) if epochs else None
+
+    @property
     def variant(self) -> str:
         return VARIANTS[self.no_maxpool]
 
@@ -70,8 +76,8 @@ class Q2Results:
 
     def best(self, no_maxpool: bool) -> Q2Config:
         """The learning rate chosen on the validation data: the highest final validation accuracy."""
-        candidates = [c for c in self.variant(no_maxpool)
-                      if c.mean("final_valid_acc") == c.mean("final_valid_acc")]  # not NaN (diverged)
+        candidates = [c for c in self.variant(no_maxpool) if not c.diverged
+                      and c.mean("final_valid_acc") == c.mean("final_valid_acc")]  # a diverged model is no candidate
         return max(candidates, key=lambda c: c.mean("final_valid_acc"))
 
     def at(self, no_maxpool: bool, lr: float) -> Q2Config:
@@ -132,14 +138,15 @@ class Q2Results:
         best = {nm: self.best(nm) for nm in (False, True)}
         for c in self.configs:
             mark = " (best)" if c is best[c.no_maxpool] else ""
-            status = f"diverged at epoch {c.runs[0].summary.get('diverged_epoch')}" if c.diverged else ""
+            # A diverged run's accuracies are those of a NaN model predicting class 0: no result to show.
+            status = f"diverged at epoch {c.diverged_epoch}" if c.diverged else ""
             rows.append({
                 "Variant": "max-pool" if not c.no_maxpool else "no pool",
                 "lr": f"**{c.lr:g}{mark}**" if mark else f"{c.lr:g}",
                 "Train loss": mean_std(c.values("final_train_loss")) if not c.diverged else status,
-                "Val. acc.": mean_std(c.values("final_valid_acc")),
-                "Test acc.": mean_std(c.values("test_acc")),
-                "Test acc. (all)": mean_std(c.values("test_acc_full")),
+                "Val. acc.": mean_std(c.values("final_valid_acc")) if not c.diverged else "–",
+                "Test acc.": mean_std(c.values("test_acc")) if not c.diverged else "–",
+                "Test acc. (all)": mean_std(c.values("test_acc_full")) if not c.diverged else "–",
                 "Params": f"{int(c.runs[0].summary['n_params']):,}",
             })
         return table(pd.DataFrame(rows), label, text, self.runs)

@@ -33,7 +33,10 @@ def write_run(experiment: str, config: dict, profile: str, slug: str, history: l
 Q2_SWEEP = [{"lr": lr, "no_maxpool": nm} for nm in (False, True) for lr in (0.1, 0.01, 0.001)]
 
 
-def q2_runs(profile: str = "smoke", seeds: tuple[int, ...] = (42,), epochs: int = 3) -> list[store.LoadedRun]:
+def q2_runs(profile: str = "smoke", seeds: tuple[int, ...] = (42,), epochs: int = 3,
+            diverged: dict | None = None) -> list[store.LoadedRun]:
+    """The statement's sweep in q2_cnn's format; `diverged` = {(lr, no_maxpool): epoch} marks runs whose loss
+    became NaN at that epoch (their accuracies are those of a NaN model predicting class 0)."""
     runs = []
     for params in Q2_SWEEP:
         for seed in seeds:
@@ -60,6 +63,10 @@ def q2_runs(profile: str = "smoke", seeds: tuple[int, ...] = (42,), epochs: int 
                        "test_acc_full": round(quality - rng.uniform(0.02, 0.04), 6),
                        "n_params": 224892, "n_train": 400, "n_val": 200, "n_test": 529, "n_test_full": 1000,
                        "epochs_completed": epochs, "device": "cpu", "seconds_per_epoch": 1.0}
+            if diverged and (lr, nm) in diverged:
+                summary.update({"status": "diverged", "diverged_epoch": diverged[(lr, nm)],
+                                "final_train_loss": float("nan"), "final_valid_acc": 0.325, "test_acc": 0.3440,
+                                "test_acc_full": 0.25})
             slug = f"lr{lr:g}-{'nomaxpool' if nm else 'maxpool'}-s{seed}"
             runs.append(write_run("q2_cnn", config, profile, slug, history, summary))
     return runs
