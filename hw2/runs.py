@@ -27,6 +27,19 @@ def experiment_module(question: str) -> ExperimentModule:
     return importlib.import_module(BY_QUESTION[question].module)
 
 
+# What a fresh IPython kernel defines besides the notebook's own names.
+KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def refuse_unknown_parameters(namespace: dict, known: list[str], notebook: str) -> None:
+    """Called by each notebook after its parameters cell: papermill silently defines any `-p NAME VALUE`, so a
+    misspelt or foreign parameter would otherwise run the default experiment. Raise a ConfigError naming it."""
+    unknown = sorted(name for name in namespace if not name.startswith("_") and name not in known
+                     and name not in KERNEL_NAMES and not callable(namespace[name]) and not hasattr(namespace[name], "__file__"))
+    if unknown:
+        raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(known)}")
+
+
 def run_specs(module: ExperimentModule, params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
     return module.specs(params, profile, data_source)
 

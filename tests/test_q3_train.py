@@ -147,6 +147,21 @@ def test_a_bad_notebook_parameter_fails_with_the_message(env, tmp_path):
                                    kernel_name="python3", progress_bar=False)
 
 
+@pytest.mark.parametrize("notebook, parameters, unknown", [
+    ("analysis/q3_asr.ipynb", {"lr": -1, "profile": "smoke"}, "lr"),
+    ("analysis/q2_cnn.ipynb", {"decoder": "rnn", "lrr": 0.1, "profile": "smoke"}, "decoder, lrr"),
+    ("analysis/q1_attention.ipynb", {"profle": "smoke"}, "profle"),
+])
+def test_every_notebook_refuses_parameters_it_does_not_know(notebook, parameters, unknown, tmp_path):
+    import papermill
+
+    known = ", ".join(papermill.inspect_notebook(str(ROOT / notebook)))
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(str(ROOT / notebook), str(tmp_path / "out.ipynb"), parameters=parameters,
+                                   cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+    assert f"{notebook}: unknown parameter(s) {unknown}; it takes {known}" in str(error.value)
+
+
 def _tiny(**overrides) -> ASRConfig:
     return replace(q3_config("smoke"), audio_frames=64, **overrides)
 
