@@ -9,6 +9,7 @@ import importlib
 import os
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,12 +46,15 @@ def run_specs(module: ExperimentModule, params: dict, profile: str, data_source:
 
 
 def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec]) -> None:
-    """papermill the notebook with `parameters`; copy the executed notebook into the run folders it sealed."""
+    """papermill the notebook with `parameters`; copy the executed notebook into the run folders it sealed.
+
+    The executed notebook's temporary name is unique per process, and a run folder that already holds its
+    run.ipynb (one that another process trained while this one waited) is never rewritten."""
     import papermill
 
     first = specs[0]
     first.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = first.path.with_name(f".{first.name}.run.ipynb")
+    tmp = first.path.with_name(f".{first.name}.run.{os.getpid()}.{threading.get_ident()}.ipynb")
     papermill.execute_notebook(
         str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
         log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
@@ -60,8 +64,11 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
         if problem:
             raise store.RunError(f"{notebook} finished but {spec.path} is {problem}; the notebook must call "
                                  f"the experiment's run function with the parameters it was given")
-        shutil.copyfile(tmp, spec.path / ".run.ipynb.tmp")
-        os.replace(spec.path / ".run.ipynb.tmp", spec.path / "run.ipynb")
+        if (spec.path / "run.ipynb").exists():
+            continue  # a finished run's record is never rewritten
+        part = spec.path / f".run.ipynb.{os.getpid()}.tmp"
+        shutil.copyfile(tmp, part)
+        os.replace(part, spec.path / "run.ipynb")
         store.add_to_manifest(spec.path, "run.ipynb")
     tmp.unlink()
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +218,38 @@ def test_the_command_line_refuses_what_it_does_not_understand(capsys):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_second_notebook_execution_never_rewrites_a_finished_runs_record(results_dir, monkeypatch, tmp_path):
+    """Two processes asking for one run: the one that waited and reused it must not overwrite run.ipynb."""
+    import papermill
+
+    from hw2 import runs
+
+    s = spec()
+    store.execute(s, trivial_train)
+    (s.path / "run.ipynb").write_text("the notebook that trained it")
+    store.add_to_manifest(s.path, "run.ipynb")
+    temporaries = []
+
+    def fake_execute(notebook, output, **kwargs):  # the waiting process's notebook: "reusing it"
+        temporaries.append(output)
+        Path(output).write_text("a notebook that only reused the run")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    runs.execute_notebook(tmp_path / "nb.ipynb", {}, [s])
+    assert (s.path / "run.ipynb").read_text() == "the notebook that trained it"
+    assert store.check_complete(s.path) is None
+    assert str(os.getpid()) in Path(temporaries[0]).name and not Path(temporaries[0]).exists()
+
+
+def test_two_first_runs_generating_the_octmnist_stand_in_at_once_both_succeed(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hw2.data import octmnist
+
+    path = tmp_path / octmnist.FILE
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: octmnist.write_standin(path, fractions={"train": 0.001, "val": 0.005}), range(2)))
+    octmnist.validate(path)
+    assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None 
         labels = labels[rng.permutation(len(labels))]
         arrays[f"{split}_images"] = render_scans(labels, rng)
         arrays[f"{split}_labels"] = labels[:, None]
-    tmp = path.with_name(path.name + ".tmp.npz")
+    # A temporary name of its own, so that two first runs generating at once never collide (the last rename wins;
+    # both files are the same, as the generator is deterministic).
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
     atomic_write_json(path.parent / STANDIN_MARKER, {"generator": "hw2.data.octmnist", "version": STANDIN_VERSION,
