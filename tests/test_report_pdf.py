@@ -157,5 +157,7 @@ def test_quarto_renders_the_same_report(request, tmp_path):
     assert sections.findall(theirs) == sections.findall(ours)
     for text in (ours, theirs):
         assert not re.search(r"\\[A-Za-z]+|\$|\\\.", text), re.search(r".{30}(\\[A-Za-z]+|\$|\\\.).{30}", text)
+        # every inline value evaluated and its Markdown rendered, the title page's notes included
+        assert "{python}" not in text and "**" not in text and "Stand-in data. Some results below" in text
         assert "References" in text and "Bibliography" not in text
     assert "Could not convert TeX math" not in done.stderr
