@@ -30,6 +30,7 @@ def project_root(start: Path | None = None) -> Path:
 
 
 FIGURE_DIR = Path("_figures")
+RENDER_RECORD = Path(".hw2_cache") / "render.json"  # written when a render starts (`setup`)
 DERIVED = "Computed with SymPy by hw2.attention.derivations; no run."
 
 
@@ -48,7 +49,12 @@ def setup() -> str:
     # A relative $HW2_RESULTS_DIR means relative to the project root, where make and the renderer run.
     results = Path(os.environ.get("HW2_RESULTS_DIR", "results"))
     os.environ["HW2_RESULTS_DIR"] = str(results if results.is_absolute() else project_root() / results)
-    return resolve_profile(None)
+    profile = resolve_profile(None)
+    # What `make submission` checks the PDF against: the profile it shows and the runs it could read.
+    record = project_root() / RENDER_RECORD
+    record.parent.mkdir(exist_ok=True)
+    store.atomic_write_json(record, {"profile": profile, "results": os.environ["HW2_RESULTS_DIR"]})
+    return profile
 
 
 def require_runs(experiment: str, profile: str) -> list[LoadedRun]:

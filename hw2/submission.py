@@ -7,11 +7,12 @@ older than the sources it was rendered from.
 """
 from __future__ import annotations
 
+import json
 import sys
 import zipfile
 from pathlib import Path
 
-from hw2.report import ContributionError, contribution_paragraph, load_authors
+from hw2.report import RENDER_RECORD, ContributionError, contribution_paragraph, load_authors
 
 PDF = Path("_output") / "hw2-report.pdf"
 CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")
@@ -45,6 +46,36 @@ def source_files(root: Path) -> list[Path]:
     return [p for p in code_files(root) if p.relative_to(root).parts[0] in ("hw2", "report", "_quarto.yml")]
 
 
+def check_rendered_runs(root: Path, pdf: Path) -> None:
+    """Refuse a PDF rendered from the smoke profile or before newer runs of its profile finished; warn about a
+    quick one (not the homework's protocol)."""
+    record = root / RENDER_RECORD
+    if not record.is_file() or record.stat().st_mtime > pdf.stat().st_mtime:
+        raise SubmissionError(f"{PDF} has no record of a finished render ({RENDER_RECORD}): the last render did not "
+                              f"finish, or the PDF was not made here; run `make report` again")
+    info = json.loads(record.read_text())
+    profile, results = info["profile"], Path(info["results"])
+    if profile == "smoke":
+        raise SubmissionError(f"{PDF} was rendered from the smoke profile (test sizes, no results worth reporting): "
+                              f"render it with `PROFILE=full make report` (or quick) and try again")
+    later = []
+    for summary in results.glob("*/*/summary.json"):
+        try:
+            run_profile = json.loads(summary.read_text()).get("profile")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if run_profile == profile and summary.stat().st_mtime > pdf.stat().st_mtime:
+            later.append(summary.parent.name)
+    if later:
+        raise SubmissionError(f"{PDF} was rendered before {len(later)} run(s) of profile {profile} finished "
+                              f"({', '.join(sorted(later)[:3])}{' ...' if len(later) > 3 else ''}): "
+                              f"run `make report` again so the PDF shows them")
+    if profile == "quick":
+        print(f"hw2 submission: warning: {PDF} shows the quick profile, not the homework's protocol (the report says "
+              f"so beside every number); render with `PROFILE=full make report` on a GPU for the protocol's results",
+              file=sys.stderr)
+
+
 def build(root: Path | str = ".") -> Path:
     root = Path(root).resolve()
     authors = root / "report" / "authors.yml"
@@ -63,6 +94,7 @@ def build(root: Path | str = ".") -> Path:
     if newer:
         shown = ", ".join(str(p.relative_to(root)) for p in newer[:5]) + (" ..." if len(newer) > 5 else "")
         raise SubmissionError(f"{PDF} is older than its sources ({shown}): run `make report` again")
+    check_rendered_runs(root, pdf)
     name = f"hw2-group{group.number}"
     out = root / f"{name}.zip"
     tmp = out.with_name(out.name + ".tmp")

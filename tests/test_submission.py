@@ -1,4 +1,5 @@
 """`hw2 submission`: the zip holds the PDF and the code only, and refuses what would cost points."""
+import json
 import os
 import time
 import zipfile
@@ -27,6 +28,9 @@ def project(tmp_path):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
+    (tmp_path / ".hw2_cache").mkdir()
+    (tmp_path / ".hw2_cache" / "render.json").write_text(
+        json.dumps({"profile": "full", "results": str(tmp_path / "results")}))
     pdf = tmp_path / "_output" / "hw2-report.pdf"
     pdf.parent.mkdir()
     pdf.write_bytes(b"%PDF-1.7\n")
@@ -99,3 +103,31 @@ def test_the_graders_guide_names_files_and_functions_that_exist():
                 name = token.split("(")[0].split(".")[-1]
                 if name not in ("get_number_trainable_params",):  # the statement's name, quoted for graders
                     assert re.search(rf"\b{re.escape(name)}\b", current.read_text()), (token, current)
+
+
+def _rendered_with(project, profile):
+    record = project / ".hw2_cache" / "render.json"
+    record.write_text(json.dumps({"profile": profile, "results": str(project / "results")}))
+    os.utime(record, (time.time() - 10, time.time() - 10))
+
+
+def test_refuses_a_smoke_pdf_and_warns_about_a_quick_one(project, capsys):
+    _rendered_with(project, "smoke")
+    with pytest.raises(SubmissionError, match="rendered from the smoke profile"):
+        build(project)
+    _rendered_with(project, "quick")
+    assert build(project).is_file()
+    assert "shows the quick profile, not the homework's protocol" in capsys.readouterr().err
+
+
+def test_refuses_a_pdf_rendered_before_newer_runs(project):
+    summary = project / "results" / "q2_cnn" / "lr0.1-full-abc" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"profile": "full"}))
+    later = time.time() + 60
+    os.utime(summary, (later, later))
+    with pytest.raises(SubmissionError, match=r"rendered before 1 run\(s\) of profile full finished \(lr0.1-full-abc\)"):
+        build(project)
+    (project / ".hw2_cache" / "render.json").unlink()
+    with pytest.raises(SubmissionError, match="no record of a finished render"):
+        build(project)
