@@ -30,29 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
-    if args.command == "runs":
+    if args.command in ("runs", "status"):
         from hw2.profiles import ConfigError
-        from hw2.runs import run_question
-        from hw2.store import RunError
-
-        questions = list(BY_QUESTION) if args.question == "all" else [args.question]
-        try:
-            return max(run_question(q, args.profile, args.jobs) for q in questions)
-        except (ConfigError, RunError) as exc:
-            print(f"hw2: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "status":
-        from hw2.profiles import ConfigError, resolve_profile
-        from hw2.status import report
         from hw2.store import RunError
 
         try:
-            text, _ = report(resolve_profile(args.profile))
-        except (ConfigError, RunError) as exc:
+            return _runs(args) if args.command == "runs" else _status(args)
+        except (ConfigError, RunError) as exc:  # the library's typed errors: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
-        print(text)
-        return 0
     if args.command == "render":
         from hw2.render import main as render_main
 
@@ -63,6 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         return submission_main(args.root)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _runs(args) -> int:
+    from hw2.runs import run_question
+
+    questions = list(BY_QUESTION) if args.question == "all" else [args.question]
+    return max(run_question(q, args.profile, args.jobs) for q in questions)
+
+
+def _status(args) -> int:
+    from hw2.profiles import resolve_profile
+    from hw2.status import report
+
+    text, _ = report(resolve_profile(args.profile))
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -671,11 +671,10 @@ def run_pre_render(project: Project, log=print) -> None:
                               f"see its output above")
 
 
-def render(root: Path | str = ".", log=print, pre_render: bool = True) -> list[Path]:
-    """Run the project's pre-render steps (unless told not to), then render every document."""
+def render(root: Path | str = ".", log=print) -> list[Path]:
+    """Run the project's pre-render steps, then render every document."""
     project = load_project(root)
-    if pre_render:
-        run_pre_render(project, log)
+    run_pre_render(project, log)
     return [render_document(project, doc, log) for doc in project.documents]
 
 

@@ -17,8 +17,6 @@ SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
                 "damerau_levenshtein": "damerau-levenshtein_similarity"}
 SIMILARITY_LABELS = {"jaccard": "Jaccard", "cosine": "Cosine", "damerau_levenshtein": "Damerau–Levenshtein"}
 PROTOCOL_FRAMES = 2754
-SKELETON_ENCODER_BLOCKS = 2
-STATEMENT_ENCODER_BLOCKS = 4
 # The field names of a run's protocol deviations, as the report names them.
 DEVIATION_WORDS = {"corpus": "corpus", "n_clips": "clips in the corpus", "audio_frames": "frames per clip",
                    "batch_size": "training batch size", "epochs": "epochs", "n_encoder_layers": "encoder blocks",
@@ -109,10 +107,6 @@ class Q3Decoder:
     @property
     def seconds_per_step(self) -> float:
         return float(self.summary("train_seconds")) / self.steps
-
-    @property
-    def diverged_epoch(self) -> int | None:
-        return self.summary("diverged_epoch")
 
     # --- what the greedy predictions look like
 
@@ -217,11 +211,6 @@ class Q3Decoder:
                 counts[op.tag] += 1
         return counts
 
-    def looping_share_after(self, epoch: int) -> float:
-        """The share of validation predictions that loop after an epoch."""
-        history = self.run.history
-        return float(history.loc[history["epoch"] == epoch, "val_looping_share"].iloc[0])
-
     # --- the phases of training, from the per-epoch validation output
 
     def degenerate_epochs(self) -> list[int]:
@@ -292,10 +281,6 @@ class Q3Results:
     def frames(self) -> int:
         return int(self.rnn.run.config["config"]["audio_frames"])
 
-    @property
-    def frames_cropped(self) -> bool:
-        return self.frames < PROTOCOL_FRAMES
-
     def cropped(self, split: str | None = None) -> int:
         counts = self.rnn.summary("cropped_clips")
         return int(counts[split] if split else sum(counts.values()))
@@ -311,10 +296,6 @@ class Q3Results:
     @property
     def test_unseen(self) -> int:
         return int(self.rnn.summary("test_unseen"))
-
-    @property
-    def encoder_blocks_differ_from_statement(self) -> bool:
-        return self.rnn.encoder_layers != STATEMENT_ENCODER_BLOCKS
 
     # --- comparisons
 

@@ -41,10 +41,6 @@ def refuse_unknown_parameters(namespace: dict, known: list[str], notebook: str) 
         raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(known)}")
 
 
-def run_specs(module: ExperimentModule, params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
-    return module.specs(params, profile, data_source)
-
-
 def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec]) -> None:
     """papermill the notebook with `parameters`; copy the executed notebook into the run folders it sealed.
 
@@ -77,7 +73,7 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
     module = experiment_module(question)
     profile = resolve_profile(profile)
     source = module.prepare_data(profile)
-    planned = [(params, run_specs(module, params, profile, source)) for params in module.plan(profile)]
+    planned = [(params, module.specs(params, profile, source)) for params in module.plan(profile)]
     missing = {s.name for _, specs in planned for s in specs if store.check_complete(s.path)}
     if missing and store.use_stale():  # the user chose to keep runs made by earlier code
         for _, specs in planned:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw2 import store
-from hw2.runs import QUESTIONS, experiment_module, run_specs
+from hw2.runs import QUESTIONS, experiment_module
 
 
 @dataclass
@@ -49,7 +49,7 @@ def question_status(question: str, profile: str) -> tuple[str | None, list[Plann
         return None, []
     planned = []
     for params in module.plan(profile):
-        for spec in run_specs(module, params, profile, source):
+        for spec in module.specs(params, profile, source):
             if store.check_complete(spec.path) is None:
                 planned.append(PlannedRun(spec.name, "current"))
                 continue
