@@ -33,7 +33,7 @@ from hw2 import cnn_cpu, store
 from hw2.configs import CNNConfig, ConfigError
 from hw2.data import octmnist
 from hw2.loader_rng import loader_permutation
-from hw2.models.cnn import CNN, count_trainable_params
+from hw2.models.cnn import CNN, get_number_trainable_params
 from hw2.profiles import (
     banner,
     cpu_threads,
@@ -292,7 +292,7 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             "best_valid_acc": max(h["valid_acc"] for h in hist),
             "test_acc": test[g] if ok else None,
             "test_acc_full": test_full[g] if ok else None,
-            "n_params": count_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
+            "n_params": get_number_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
             "n_train": len(data.train_X), "n_val": len(data.dev_X),
             "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
             "epochs_completed": len(hist), "steps_per_epoch": steps, "device": device,

@@ -47,7 +47,7 @@ from hw2.configs import ASRConfig, ConfigError
 from hw2.loader_rng import loader_iteration_seed, loader_permutation
 from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
 from hw2.models.asr import SpeechToText, build_asr_model
-from hw2.models.cnn import count_trainable_params
+from hw2.models.cnn import get_number_trainable_params
 from hw2.profiles import (
     banner,
     cpu_threads,
@@ -363,7 +363,7 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
     seen = seen_texts(data["train"].texts, data["test"].texts)
     print(f"[hw2] clips: {data['train'].n} train / {data['validation'].n} validation / {data['test'].n} test; "
           f"{cfg.audio_frames} frames; features {'cached on ' + device if data['train'].features is not None else 'per batch'} "
-          f"({feature_seconds:.1f} s); {count_trainable_params(model):,} parameters", flush=True)
+          f"({feature_seconds:.1f} s); {get_number_trainable_params(model):,} parameters", flush=True)
     print(f"[hw2] clips cropped to {cfg.audio_frames} frames: {counts_text(cropped)}; transcripts truncated to "
           f"{text.MAX_LEN - 2} characters: {counts_text(truncated)}; test transcripts also in training: "
           f"{sum(seen)} of {len(seen)}", flush=True)
@@ -413,7 +413,7 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
                    + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
                    + f" ({seconds:.1f} s)", sys.stdout)
 
-    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": count_trainable_params(model),
+    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": get_number_trainable_params(model),
                "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": diverged_epoch,
                "device": device, "torch_threads": torch.get_num_threads(),
                "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",

@@ -182,13 +182,13 @@ class Q2Results:
 
 def _count_cnn_params() -> dict:
     """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
-    from hw2.models.cnn import CNN, count_trainable_params
+    from hw2.models.cnn import CNN, get_number_trainable_params
 
     out = {}
     for no_maxpool in (False, True):
         model = CNN(0.7, no_maxpool=no_maxpool)
-        layers = {name: count_trainable_params(m) for name, m in model.named_children()}
-        out[no_maxpool] = {"total": count_trainable_params(model), "features": model.fc1.in_features,
+        layers = {name: get_number_trainable_params(m) for name, m in model.named_children()}
+        out[no_maxpool] = {"total": get_number_trainable_params(model), "features": model.fc1.in_features,
                            "layers": {name: n for name, n in layers.items() if n}}
     return out
 

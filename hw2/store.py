@@ -46,6 +46,10 @@ EXPERIMENT_MODULES = {e.name: e.module for e in EXPERIMENTS}
 # run, show or configure runs (a profile's effect on a run is its config, which is keyed). Editing these
 # never makes a run stale.
 NOT_EXPERIMENT_CODE = {"store.py", "runs.py", "render.py", "__main__.py", "profiles.py", "submission.py"}
+# Files whose classes are config dataclasses: a run's config enters its key by value, and their methods only
+# validate or name it, so only the module-level code (shared constants) is part of the code identity. Otherwise a
+# change to one question's config class would make every question's runs stale.
+CONFIG_FILES = {"configs.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 
@@ -111,6 +115,8 @@ def normalized_code(path: Path) -> str:
     if path.suffix != ".py":
         return " ".join(re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S).split())
     tree = ast.parse(text)
+    if path.name in CONFIG_FILES:
+        tree.body = [node for node in tree.body if not isinstance(node, ast.ClassDef)]
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2 import experiments
+from hw2 import experiments, store
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hw2"
 
@@ -81,3 +81,18 @@ def test_every_experiment_follows_the_contract(experiment):
     assert list(inspect.signature(module.specs).parameters) == list(contract.parameters)[1:]
     assert list(inspect.signature(module.plan).parameters) == ["profile"]
     assert list(inspect.signature(module.prepare_data).parameters) == ["profile"]
+
+
+def test_a_config_class_edit_changes_no_runs_identity_but_a_shared_constant_does(tmp_path):
+    configs = store.PACKAGE_DIR / "configs.py"
+    text = configs.read_text()
+    assert "class AttentionBenchConfig" in text and "SHORT_MAX_FRAMES" in text
+    method = text.replace("class AttentionBenchConfig:", "class AttentionBenchConfig:\n    def extra(self):\n        return 1\n", 1)
+    constant = text.replace("SHORT_MAX_FRAMES = ", "SHORT_MAX_FRAMES = 1 + ", 1)
+    for name, body in {"method": method, "constant": constant}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "configs.py").write_text(body)
+    # A config is keyed by its values; its class's code (validation, labels) cannot change a result.
+    assert store.normalized_code(tmp_path / "method" / "configs.py") == store.normalized_code(configs)
+    # Module-level constants (frames, decoders, input kinds) are used by experiment code: they stay in the identity.
+    assert store.normalized_code(tmp_path / "constant" / "configs.py") != store.normalized_code(configs)

@@ -8,7 +8,7 @@ from torch import nn
 
 from hw2 import cnn_cpu, q2_cnn, store
 from hw2.data import octmnist
-from hw2.models.cnn import CNN, count_trainable_params
+from hw2.models.cnn import CNN, get_number_trainable_params
 from hw2.profiles import ConfigError
 from hw2.q2_cnn import StackedCNN, configure_seed, loader_permutation
 from tests.conftest import SMALL_OCTMNIST
@@ -17,13 +17,13 @@ from tests.conftest import SMALL_OCTMNIST
 
 @pytest.mark.parametrize("no_maxpool", [False, True])
 def test_both_variants_have_224892_trainable_parameters(no_maxpool):
-    assert count_trainable_params(CNN(0.7, no_maxpool=no_maxpool)) == 224_892
+    assert get_number_trainable_params(CNN(0.7, no_maxpool=no_maxpool)) == 224_892
 
 
 def test_parameter_count_ignores_frozen_parameters():
     model = CNN()
     model.fc1.weight.requires_grad_(False)
-    assert count_trainable_params(model) == 224_892 - 576 * 320
+    assert get_number_trainable_params(model) == 224_892 - 576 * 320
 
 
 @pytest.mark.parametrize("no_maxpool, conv1_out", [(False, 28), (True, 14)])

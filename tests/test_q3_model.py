@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hw2.models.asr import AudioEncoderTransformer, MultiHeadAttention, build_asr_model, sinusoids
-from hw2.models.cnn import count_trainable_params
+from hw2.models.cnn import get_number_trainable_params
 from hw2.text import MAX_LEN, N_VOCAB, START
 
 FRAMES = 64  # short audio keeps these tests fast; the model takes any frame count up to 2,754
@@ -32,14 +32,14 @@ def model(decoder: str, fused: bool = False, seed: int = 0):
 @pytest.mark.parametrize("decoder, total, dec", [("rnn", 1_471_235, 658_435), ("transformer", 1_329_835, 517_035)])
 def test_parameter_counts_are_the_skeletons(decoder, total, dec):
     m = build_asr_model(decoder)
-    assert count_trainable_params(m) == total
-    assert count_trainable_params(m._enc) == 812_800
-    assert count_trainable_params(m._dec) == dec
+    assert get_number_trainable_params(m) == total
+    assert get_number_trainable_params(m._enc) == 812_800
+    assert get_number_trainable_params(m._dec) == dec
 
 
 def test_four_block_encoder_has_the_statements_count():
-    assert count_trainable_params(AudioEncoderTransformer(n_layers=4)) == 1_456_800
-    assert count_trainable_params(build_asr_model("rnn", n_encoder_layers=4)) == 1_456_800 + 658_435
+    assert get_number_trainable_params(AudioEncoderTransformer(n_layers=4)) == 1_456_800
+    assert get_number_trainable_params(build_asr_model("rnn", n_encoder_layers=4)) == 1_456_800 + 658_435
 
 
 def test_module_names_follow_the_skeleton():
