@@ -80,7 +80,9 @@ def describe_source(data_source: str) -> str:
         return "random inputs (no data set)"
     if is_standin(data_source):
         return f"generated stand-in data ({data_source}), not the real data set"
-    return f"real data ({data_source})"
+    if data_source.startswith("real-"):
+        return f"real data ({data_source})"
+    return f"custom data ({data_source}): neither the published data set nor hw2's stand-in"
 
 
 def seed_of(run: LoadedRun) -> int | None:

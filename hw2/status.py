@@ -36,9 +36,8 @@ def existing_data_source(question: str, profile: str) -> str | None:
     from hw2.data import ljspeech
 
     cfg = q3_config(profile)
-    real = data_dir() / ljspeech.REAL_FOLDER
-    folder = real if cfg.corpus == "ljspeech" and (real / "metadata.csv").is_file() else \
-        ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
+    real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
+    folder = real or ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
     return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
 
 

@@ -1,6 +1,8 @@
 """Question 2: the CNN, the OCTMNIST data, and a trainer faithful to the skeleton."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,8 @@ def test_standin_has_octmnist_format(octmnist_standin):
     # ... and the small file of the tests has the same format, with fewer train and validation images.
     counts = octmnist.standin_counts(SMALL_OCTMNIST)
     with np.load(octmnist_standin) as npz:
-        assert sorted(npz.files) == sorted(f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels"))
+        assert sorted(npz.files) == sorted([f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels")]
+                                           + [octmnist.STANDIN_KEY])
         for split in ("train", "val", "test"):
             images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
             n = sum(counts[split])
@@ -61,6 +64,27 @@ def test_standin_has_octmnist_format(octmnist_standin):
         assert 20 < npz["train_images"].mean() < 200  # neither blank nor saturated
     assert counts["test"] == full["test"] and sum(counts["train"]) >= 400 and sum(counts["val"]) >= 200
     assert octmnist.data_source(octmnist_standin).startswith("standin-")
+
+
+def test_data_is_identified_by_its_content_not_by_a_side_file(octmnist_standin, tmp_path, monkeypatch):
+    # The stand-in copied alone (no side file exists any more) is still the stand-in, under the same name.
+    copy = tmp_path / "copy" / octmnist.FILE
+    copy.parent.mkdir()
+    shutil.copy(octmnist_standin, copy)
+    assert octmnist.data_source(copy) == octmnist.data_source(octmnist_standin)
+    # Another file copied over it is not, even if it were left beside hw2's old side file.
+    write_real_format(copy)
+    (copy.parent / "octmnist.standin.json").write_text("{}")
+    assert octmnist.data_source(copy).startswith("custom-")
+    # A stand-in whose arrays were edited keeps its identity entry but not its digest: custom.
+    with np.load(octmnist_standin) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["train_labels"] = arrays["train_labels"][::-1].copy()
+    np.savez(copy, **arrays)
+    assert octmnist.data_source(copy).startswith("custom-")
+    # "real" is the published file, recognised by its MD5 (here: pretend this file is the published one).
+    monkeypatch.setattr(octmnist, "PUBLISHED_MD5", octmnist._md5(copy))
+    assert octmnist.data_source(copy) == f"real-{octmnist.PUBLISHED_MD5[:8]}"
 
 
 def test_standin_is_deterministic_and_classes_differ():
@@ -93,7 +117,8 @@ def write_real_format(path, n_train=40, n_val=12, per_class_test=250):
 
 def test_loader_on_a_real_format_file_matches_the_skeleton(tmp_path):
     arrays = write_real_format(tmp_path / "octmnist.npz")
-    assert octmnist.data_source(tmp_path / "octmnist.npz").startswith("real-")
+    # The right format is not the published file: it is custom data (see the identity test below).
+    assert octmnist.data_source(tmp_path / "octmnist.npz").startswith("custom-")
     data = octmnist.load(tmp_path / "octmnist.npz")
     assert data.train_X.dtype == torch.float32 and data.train_X.shape == (40, 784)
     np.testing.assert_array_equal(data.train_X.numpy(), arrays["train_images"].reshape(40, 784) / 256)

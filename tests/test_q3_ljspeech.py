@@ -62,7 +62,64 @@ def test_real_layout_is_read_with_the_normalized_transcript(tmp_path):
     test_split = lj.load_split(real, "test")  # 10 clips: 7 / 1 / 2
     assert [t for _, t in test_split] == [c.text for c in clips[8:]]
     assert [len(w) for w, _ in test_split] == [4090, 4100]
-    assert re.fullmatch(r"real-[0-9a-f]{8}", lj.data_source(real))
+    # The layout alone does not make LJ Speech: ten clips are someone's own corpus.
+    assert re.fullmatch(r"custom-[0-9a-f]{8}", lj.data_source(real))
+
+
+def _lj_metadata(folder, edit=None):
+    """A metadata.csv with LJ Speech 1.1's 13,100 ids (50 chapters), optionally with one transcript edited."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"LJ{1 + i // 262:03d}-{1 + i % 262:04d}" for i in range(lj.REAL_CLIPS)]
+    texts = {i: "a sentence" for i in ids} | ({ids[5]: edit} if edit else {})
+    (folder / "metadata.csv").write_text("".join(f"{i}|{texts[i]}|{texts[i]}\n" for i in ids), encoding="utf-8")
+    return folder
+
+
+def test_data_is_identified_by_its_content_not_by_a_side_file(tmp_path, standin):
+    real = lj.data_source(_lj_metadata(tmp_path / "real"))
+    assert real.startswith("real-")
+    edited = lj.data_source(_lj_metadata(tmp_path / "edited", edit="another sentence"))
+    assert edited.startswith("real-") and edited != real, "two different copies must never pool"
+    # A stand-in copied without its standin.json is not known to be one.
+    copy = tmp_path / "copy"
+    shutil.copytree(standin, copy)
+    (copy / "standin.json").unlink()
+    assert lj.data_source(copy).startswith("custom-")
+    # Another corpus copied over a stand-in whose standin.json was left behind is not the stand-in.
+    replaced = tmp_path / "replaced"
+    shutil.copytree(standin, replaced)
+    (replaced / "metadata.csv").write_text(
+        (replaced / "metadata.csv").read_text(encoding="utf-8").replace("|", "|x", 1), encoding="utf-8")
+    assert lj.data_source(replaced).startswith("custom-")
+    # The LJ Speech corpus copied over a stand-in, marker left behind: real.
+    over = tmp_path / "over"
+    shutil.copytree(standin, over)
+    shutil.copy(tmp_path / "real" / "metadata.csv", over / "metadata.csv")
+    assert lj.data_source(over) == real
+    assert lj.data_source(standin).startswith("standin-")
+
+
+def test_non_utf8_metadata_names_the_line_and_byte(tmp_path):
+    (tmp_path / "metadata.csv").write_bytes(b"LJ001-0001|a|a\nLJ001-0002|caf\xe9|cafe\n")
+    with pytest.raises(lj.CorpusError, match=r"metadata.csv, line 2: byte 0xe9 at column 15 is not UTF-8"):
+        lj.read_metadata(tmp_path)
+
+
+def test_lj_speech_extracted_one_level_too_deep_is_an_error_not_the_standin(tmp_path):
+    nested = tmp_path / "LJSpeech-1.1" / "LJSpeech-1.1"
+    _lj_metadata(nested)
+    with pytest.raises(lj.CorpusError, match=r"one level too deep. Move the contents of .*LJSpeech-1.1/LJSpeech-1.1 up"):
+        lj.prepare(tmp_path, 6)
+    (nested / "metadata.csv").unlink()
+    with pytest.raises(lj.CorpusError, match="exists but has no metadata.csv"):
+        lj.prepare(tmp_path, 6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LJSpeech-1.1"], "no stand-in made instead"
+
+
+def test_an_unwritable_data_folder_says_so(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(lj.CorpusError, match=r"cannot write the stand-in corpus into .*a-file/data .*HW2_DATA_DIR"):
+        lj.prepare(tmp_path / "a-file" / "data", 6)
 
 
 def test_malformed_metadata_names_the_file_and_line(tmp_path):

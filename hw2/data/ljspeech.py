@@ -7,8 +7,11 @@ Splits are contiguous in metadata order: 9,825 / 655 / 2,620 clips of the 13,100
 Two stand-ins share the layout: `ljspeech` speaks LJ-Speech-like paragraphs (up to 145 characters, with
 raw and normalized columns, `hw2.data.sentences`), `short` speaks 3-6-word sentences whose clips all fit a
 frame limit (`hw2.data.short_sentences`; the `quick` profile's corpus, on which a CPU can train the
-recogniser to listen). The stand-in folder also holds `standin.json` (how it was made); that file is what
-marks it as a stand-in.
+recogniser to listen). The stand-in folder also holds `standin.json` (how it was made, and the SHA-256 of the
+metadata.csv it wrote).
+
+A corpus is identified by its content (`data_source`): "real" only for LJ Speech 1.1 itself (13,100 clips with
+LJ Speech's ids), "standin" only where standin.json vouches for this very metadata.csv, anything else is "custom".
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -34,11 +38,15 @@ from hw2.data import sentences, short_sentences
 SAMPLE_RATE = 22050
 REAL_FOLDER = "LJSpeech-1.1"
 STANDIN_MARKER = "standin.json"
-STANDIN_VERSION = 1  # bump when the generator changes, so an old stand-in folder is never reused
+STANDIN_VERSION = 2  # bump when the generator changes, so an old stand-in folder is never reused
 GRAMMARS = ("ljspeech", "short")
 MAX_ATTEMPTS = 50  # sentences drawn for one clip of the short stand-in before giving up
 SPLITS = ("train", "validation", "test")
 VOICE = "en-us+f3"  # one speaker, like LJ Speech; each clip varies its speaking rate and pitch a little
+# LJ Speech 1.1: 13,100 clips named after 50 chapters (LJ001-0001 ... LJ050-0278). Its metadata.csv has no published
+# checksum, so the clip count and the id scheme are what mark the real corpus; its SHA-256 goes into the source name.
+REAL_CLIPS = 13_100
+REAL_ID = re.compile(r"LJ0(0[1-9]|[1-4][0-9]|50)-[0-9]{4}")
 
 
 class CorpusError(ValueError):
@@ -61,9 +69,15 @@ def read_metadata(corpus_dir: str | Path) -> list[Clip]:
     if not path.is_file():
         raise CorpusError(f"{path} not found: an LJ Speech folder holds metadata.csv and wavs/")
     clips, seen = [], set()
-    with path.open(encoding="utf-8", newline="") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise CorpusError(
+                    f"{path}, line {number}: byte 0x{raw[err.start]:02x} at column {err.start + 1} is not UTF-8 "
+                    f"(LJ Speech's metadata.csv is UTF-8): re-extract the file or re-save that line as UTF-8"
+                ) from None
             if not line:
                 continue
             fields = line.split("|")
@@ -124,20 +138,32 @@ def load_split(corpus_dir: str | Path, split: str, workers: int = 4) -> list[tup
 
 
 def data_source(corpus_dir: str | Path) -> str:
-    """"real-<hash8>" or "standin-<hash8>": the hash of metadata.csv (and, for a stand-in, of how its
-    audio was made), so a run key changes whenever the transcripts or the voice change."""
+    """What the corpus is, from its content: "real-<hash8>" for LJ Speech 1.1, "standin-<hash8>" for a stand-in
+    whose standin.json vouches for this metadata.csv (the hash then covers how its audio was made too), else
+    "custom-<hash8>". The hash is metadata.csv's, so a run key changes whenever the transcripts change."""
     corpus_dir = Path(corpus_dir)
     metadata = corpus_dir / "metadata.csv"
     if not metadata.is_file():
         raise CorpusError(f"{metadata} not found: an LJ Speech folder holds metadata.csv and wavs/")
-    digest = hashlib.sha256(metadata.read_bytes())
-    marker = corpus_dir / STANDIN_MARKER
-    if marker.is_file():
-        made = json.loads(marker.read_text())
+    content = metadata.read_bytes()
+    digest = hashlib.sha256(content)
+    made = _standin_record(corpus_dir)
+    if made.get("metadata_sha256") == digest.hexdigest():
         identity = {k: made.get(k) for k in ("version", "espeak_ng", "voice", "grammar", "max_frames")}
         digest.update(json.dumps(identity, sort_keys=True).encode())
         return f"standin-{digest.hexdigest()[:8]}"
-    return f"real-{digest.hexdigest()[:8]}"
+    clips = read_metadata(corpus_dir)
+    real = len(clips) == REAL_CLIPS and all(REAL_ID.fullmatch(clip.id) for clip in clips)
+    return f"{'real' if real else 'custom'}-{digest.hexdigest()[:8]}"
+
+
+def _standin_record(corpus_dir: Path) -> dict:
+    """standin.json's content, or {} where there is none (or it is not a JSON object)."""
+    try:
+        made = json.loads((corpus_dir / STANDIN_MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return made if isinstance(made, dict) else {}
 
 
 def prepare(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | None = None,
@@ -148,10 +174,25 @@ def prepare(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int | No
     if corpus not in GRAMMARS:
         raise CorpusError(f"unknown corpus {corpus!r}: use one of {', '.join(GRAMMARS)}")
     data_dir = Path(data_dir)
-    real = data_dir / REAL_FOLDER
-    if corpus == "ljspeech" and (real / "metadata.csv").is_file():
+    if corpus == "ljspeech" and (real := real_folder(data_dir)) is not None:
         return real
     return make_standin(data_dir, n_clips, seed, workers, grammar=corpus)
+
+
+def real_folder(data_dir: str | Path) -> Path | None:
+    """`data_dir/LJSpeech-1.1` when it holds metadata.csv; None when there is no such folder. A folder of that
+    name without metadata.csv is an error, never a silent fall-back to the stand-in."""
+    real = Path(data_dir) / REAL_FOLDER
+    if (real / "metadata.csv").is_file():
+        return real
+    if not real.exists():
+        return None
+    nested = sorted(p.parent for p in real.glob("*/metadata.csv"))
+    if nested:
+        raise CorpusError(f"{real} has no metadata.csv, but {nested[0]} has: the archive was extracted one level "
+                          f"too deep. Move the contents of {nested[0]} up into {real}.")
+    raise CorpusError(f"{real} exists but has no metadata.csv: extract LJ Speech 1.1 so that {real}/metadata.csv "
+                      f"and {real}/wavs/ exist, or remove the folder to use the stand-in corpus")
 
 
 # --- the stand-in corpus ----------------------------------------------------------------------------------
@@ -216,11 +257,15 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
             return target
         raise CorpusError(f"{target} exists but is not a complete stand-in corpus; delete it to regenerate it")
     exe = _espeak()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(target)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "wavs").mkdir(parents=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "wavs").mkdir(parents=True)
+    except OSError as err:
+        raise CorpusError(f"cannot write the stand-in corpus into {target.parent} ({err.strerror or err}): set "
+                          f"HW2_DATA_DIR to a writable folder, or make this one writable") from None
     try:
         ids = [f"SI{1 + i // 1000:03d}-{1 + i % 1000:04d}" for i in range(n_clips)]
         texts: list[tuple[str, str]] = [("", "")] * n_clips
@@ -251,10 +296,11 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
                                 desc=f"speaking stand-in LJ Speech ({grammar}, {n_clips} clips)"))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C, do not speak the remaining clips
-        with (tmp / "metadata.csv").open("w", encoding="utf-8", newline="\n") as f:
-            f.writelines(f"{clip_id}|{raw}|{normalized}\n" for clip_id, (raw, normalized) in zip(ids, texts))
+        metadata = "".join(f"{clip_id}|{raw}|{normalized}\n" for clip_id, (raw, normalized) in zip(ids, texts))
+        (tmp / "metadata.csv").write_bytes(metadata.encode("utf-8"))
         seconds = np.asarray(lengths) / SAMPLE_RATE
         (tmp / STANDIN_MARKER).write_text(json.dumps({
+            "metadata_sha256": hashlib.sha256(metadata.encode("utf-8")).hexdigest(),
             "version": STANDIN_VERSION, "grammar": grammar, "seed": seed, "n_clips": n_clips, "voice": VOICE,
             "max_frames": SHORT_MAX_FRAMES if grammar == "short" else None, "sentences_redrawn": sum(redrawn),
             "espeak_ng": _espeak_version(exe), "sample_rate": SAMPLE_RATE,

@@ -3,7 +3,10 @@
 `prepare()` finds `octmnist.npz` in the data folder; where it is missing it downloads it (short timeout,
 so an offline machine does not hang; HW2_OFFLINE=1 skips the attempt) or, failing that, generates the stand-in:
 a file of the same keys, shapes, dtypes, split sizes and class counts whose images are drawn as retina-like
-layered bands with class-specific lesions, speckle and nuisance geometry. A sidecar `octmnist.standin.json` marks it.
+layered bands with class-specific lesions, speckle and nuisance geometry. The stand-in carries its identity inside
+itself (an `hw2_standin` entry with a digest of its arrays), so a copy is still known to be one and another file
+copied over it is not. `data_source()` names data by content: "real" only for the published file (the MD5 that
+medmnist's metadata gives), "standin" for hw2's own, "custom" for anything else.
 
 `load()` preprocesses exactly as the skeleton's `utils.load_oct_data`: flatten, divide by 256, and by
 default keep the 529-image class-ordered test subsample (the first 182/55/42/250 of classes 0..3).
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -24,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 FILE = "octmnist.npz"
-STANDIN_MARKER = "octmnist.standin.json"
+STANDIN_KEY = "hw2_standin"  # the stand-in's identity, an entry of the npz itself
+PUBLISHED_MD5 = "c68d92d5b585d8d81f7112f81e2d0842"  # octmnist.npz (28x28) as medmnist's INFO publishes it
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 SPLITS = ("train", "val", "test")
 # Class counts of the real OCTMNIST splits; the stand-in copies them.
@@ -35,7 +40,7 @@ CLASS_COUNTS = {
 }
 # The skeleton keeps the first n of each class of the test split (inherited from HW1's utils.py).
 TEST_SUBSAMPLE = (182, 55, 42, 250)
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2  # 2: the identity is inside the file
 DOWNLOAD_TIMEOUT_S = 5.0
 
 
@@ -92,10 +97,25 @@ def _md5(path: Path) -> str:
 
 
 def data_source(path: Path) -> str:
-    """`real-<md5>` or `standin-<md5>`: part of every run key, shown on every table and figure."""
-    path = Path(path)
-    kind = "standin" if (path.parent / STANDIN_MARKER).exists() else "real"
-    return f"{kind}-{_md5(path)[:8]}"
+    """`real-<md5>`, `standin-<md5>` or `custom-<md5>`, from the file's content: part of every run key, shown on
+    every table and figure."""
+    md5 = _md5(path)
+    if md5 == PUBLISHED_MD5:
+        kind = "real"
+    else:
+        with np.load(path) as npz:
+            made = json.loads(str(npz[STANDIN_KEY])) if STANDIN_KEY in npz.files else {}
+            ours = made.get("arrays_sha256") == _arrays_digest({k: npz[k] for k in npz.files if k != STANDIN_KEY})
+        kind = "standin" if ours else "custom"
+    return f"{kind}-{md5[:8]}"
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        h.update(f"{name}{arrays[name].dtype}{arrays[name].shape}".encode())
+        h.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return h.hexdigest()
 
 
 def validate(path: Path) -> dict[str, np.ndarray]:
@@ -133,10 +153,8 @@ def standin_counts(fractions: dict[str, float] | None = None) -> dict[str, tuple
 
 
 def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None = None) -> None:
-    """Generate the stand-in file (deterministic from `seed`), atomically, with its marker. `fractions`
+    """Generate the stand-in file (deterministic from `seed`), atomically, with its identity inside. `fractions`
     shrinks the train and validation splits (tests that use a few hundred images need no 109k-image file)."""
-    from hw2.store import atomic_write_json
-
     rng = np.random.default_rng(seed)
     arrays = {}
     counts = standin_counts(fractions)
@@ -145,14 +163,14 @@ def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None 
         labels = labels[rng.permutation(len(labels))]
         arrays[f"{split}_images"] = render_scans(labels, rng)
         arrays[f"{split}_labels"] = labels[:, None]
+    arrays[STANDIN_KEY] = np.array(json.dumps({
+        "generator": "hw2.data.octmnist", "version": STANDIN_VERSION, "seed": seed, "classes": CLASSES,
+        **({"fractions": fractions} if fractions else {}), "arrays_sha256": _arrays_digest(arrays)}))
     # A temporary name of its own, so that two first runs generating at once never collide (the last rename wins;
     # both files are the same, as the generator is deterministic).
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
-    atomic_write_json(path.parent / STANDIN_MARKER, {"generator": "hw2.data.octmnist", "version": STANDIN_VERSION,
-                                                     "seed": seed, "classes": CLASSES,
-                                                     **({"fractions": fractions} if fractions else {})})
 
 
 def render_scans(labels: np.ndarray, rng: np.random.Generator, size: int = 28, chunk: int = 8192) -> np.ndarray:
