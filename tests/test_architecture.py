@@ -87,7 +87,8 @@ def test_a_config_class_edit_changes_no_runs_identity_but_a_shared_constant_does
     configs = store.PACKAGE_DIR / "configs.py"
     text = configs.read_text()
     assert "class AttentionBenchConfig" in text and "SHORT_MAX_FRAMES" in text
-    method = text.replace("class AttentionBenchConfig:", "class AttentionBenchConfig:\n    def extra(self):\n        return 1\n", 1)
+    extra = "class AttentionBenchConfig:\n    def extra(self):\n        return 1\n"
+    method = text.replace("class AttentionBenchConfig:", extra, 1)
     constant = text.replace("SHORT_MAX_FRAMES = ", "SHORT_MAX_FRAMES = 1 + ", 1)
     for name, body in {"method": method, "constant": constant}.items():
         (tmp_path / name).mkdir()
