@@ -314,15 +314,15 @@ def attention_sample(model: SpeechToText, data: SplitData, cfg: ASRConfig) -> di
     }
 
 
-def _predictions_csv(data: SplitData, generated: torch.Tensor, per_sample: list[dict], seen: list[bool]) -> str:
+def _predictions_csv(data: SplitData, predictions: list[str], per_sample: list[dict], seen: list[bool]) -> str:
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["index", "target", "prediction", *SIMILARITY_NAMES, "seen_in_train"])
-    for i, (target, gen, sims, in_train) in enumerate(zip(data.tokens.cpu(), generated, per_sample, seen)):
-        writer.writerow([i, text.decode(target), text.decode_until_stop(gen),
+    for i, (target, prediction, sims, in_train) in enumerate(zip(data.tokens.cpu(), predictions, per_sample, seen)):
+        writer.writerow([i, text.decode(target), prediction,
                          *(f"{sims[name]:.6f}" for name in SIMILARITY_NAMES), int(in_train)])
     return buf.getvalue()
 
@@ -438,8 +438,8 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
     test = acc.summary()
     raw["test"] = acc.as_dict()
     run.write_json("metrics_raw.json", raw)
-    run.write_text("test_predictions.csv", _predictions_csv(data["test"], generated, per_sample, seen))
     predictions = [text.decode_until_stop(g) for g in generated]
+    run.write_text("test_predictions.csv", _predictions_csv(data["test"], predictions, per_sample, seen))
     dl = "damerau-levenshtein_similarity"
     by_seen = {flag: [p[dl] for p, s in zip(per_sample, seen) if s == flag] for flag in (True, False)}
     buf = attention_sample(model, data["validation"], cfg)
