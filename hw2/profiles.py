@@ -70,9 +70,26 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
+def project_root() -> Path:
+    """The project folder (the one holding _quarto.yml): the nearest above the current directory, else the one
+    this package was installed from. Documents run with the kernel in report/, commands anywhere in the tree."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[1]):
+        if (folder / "_quarto.yml").is_file():
+            return folder
+    return here
+
+
+def project_path(variable: str, default: str) -> Path:
+    """$variable, else `default`; a relative path is taken from the project root, never from the current
+    directory, so a command started in report/ writes where one started at the root does."""
+    path = Path(os.environ.get(variable) or default)
+    return path if path.is_absolute() else project_root() / path
+
+
 def data_dir() -> Path:
-    """Where data sets live: $HW2_DATA_DIR, default `data/` in the current directory."""
-    return Path(os.environ.get("HW2_DATA_DIR", "data"))
+    """Where data sets live: $HW2_DATA_DIR, default `data/` in the project root."""
+    return project_path("HW2_DATA_DIR", "data")
 
 
 def banner(experiment: str, profile: str, data_source: str, device: str) -> str:

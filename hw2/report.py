@@ -17,17 +17,8 @@ from typing import Iterable
 import yaml
 
 from hw2 import store
+from hw2.profiles import project_root
 from hw2.store import LoadedRun, RunError
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The folder holding `_quarto.yml` (documents run with the kernel in their own folder)."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_quarto.yml").is_file():
-            return folder
-    return here
-
 
 FIGURE_DIR = Path("_figures")
 RENDER_RECORD = Path(".hw2_cache") / "render.json"  # written when a render starts (`setup`)
@@ -46,9 +37,7 @@ def setup() -> str:
     profile the report shows: $PROFILE, else the same default as `make runs`."""
     from hw2.profiles import resolve_profile
 
-    # A relative $HW2_RESULTS_DIR means relative to the project root, where make and the renderer run.
-    results = Path(os.environ.get("HW2_RESULTS_DIR", "results"))
-    os.environ["HW2_RESULTS_DIR"] = str(results if results.is_absolute() else project_root() / results)
+    os.environ["HW2_RESULTS_DIR"] = str(store.results_dir())  # absolute from here on
     profile = resolve_profile(None)
     # What `make submission` checks the PDF against: the profile it shows and the runs it could read.
     record = project_root() / RENDER_RECORD

@@ -58,7 +58,9 @@ class RunError(RuntimeError):
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("HW2_RESULTS_DIR", "results"))
+    from hw2.profiles import project_path
+
+    return project_path("HW2_RESULTS_DIR", "results")
 
 
 def _module_file(name: str) -> Path | None:

@@ -18,27 +18,51 @@ PDF = Path("_output") / "hw2-report.pdf"
 CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")
 TOP_FILES = ("GUIDE.md", "_quarto.yml", "README.md", "Makefile", "pyproject.toml", "constraints.txt", ".gitignore")
 # Inside the folders above: build products and caches, never sources.
-SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "_figures"}
+SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "_figures", ".hw2_cache", "_output", ".quarto"}
+# Data and results, wherever a command left them, never belong in a submission (a Python package of that name,
+# hw2/data, is code).
+DATA_DIRS = {"data", "results"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".typ.tmp"}
+MAX_FILE_BYTES = 1 << 20  # no source of hw2 comes near 1 MiB; a larger file is data or output
 
 
 class SubmissionError(RuntimeError):
     """The zip cannot be built yet, and what to do."""
 
 
-def code_files(root: Path) -> list[Path]:
+def code_files(root: Path, left_out: list[str] | None = None) -> list[Path]:
+    """The sources to pack; what was left out for a reason worth telling (data, results, size) is appended to
+    `left_out` as "path (why)"."""
     files = [root / name for name in TOP_FILES if (root / name).is_file()]
+    left_out = [] if left_out is None else left_out
     for folder in CODE:
         for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
             rel = path.relative_to(root)
-            if not path.is_file() or SKIP_DIRS & set(rel.parts) or path.suffix in SKIP_SUFFIXES:
+            if not path.is_file() or path.suffix in SKIP_SUFFIXES or SKIP_DIRS & set(rel.parts):
+                continue
+            data = [d for d in rel.parents if d.name in DATA_DIRS and not (root / d / "__init__.py").is_file()]
+            if data:
+                left_out.append(f"{rel.as_posix()} ({data[-1].name} folder {data[-1].as_posix()}/)")
                 continue
             if any(part.endswith(("_files", ".egg-info")) for part in rel.parts):
                 continue
             if folder == "report" and path.suffix == ".typ":  # the renderer's intermediate file
                 continue
+            if path.stat().st_size > MAX_FILE_BYTES:
+                left_out.append(f"{rel.as_posix()} ({path.stat().st_size / 2**20:.1f} MiB, over the 1 MiB limit)")
+                continue
             files.append(path)
     return files
+
+
+def packing_list(names: list[str]) -> str:
+    """'hw2/ 40 files, report/ 9 files, ...': what a zip holds, by top folder."""
+    counts: dict[str, int] = {}
+    for name in names:
+        parts = name.split("/")[1:]  # below the zip's own top folder
+        key = parts[0] + "/" if len(parts) > 1 else parts[0]
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{key} {n} file{'s' if n > 1 else ''}" if key.endswith("/") else key for key, n in counts.items())
 
 
 def source_files(root: Path) -> list[Path]:
@@ -76,7 +100,7 @@ def check_rendered_runs(root: Path, pdf: Path) -> None:
               file=sys.stderr)
 
 
-def build(root: Path | str = ".") -> Path:
+def build(root: Path | str = ".", left_out: list[str] | None = None) -> Path:
     root = Path(root).resolve()
     authors = root / "report" / "authors.yml"
     try:
@@ -100,19 +124,23 @@ def build(root: Path | str = ".") -> Path:
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(pdf, f"{name}/{name}-report.pdf")
-        for path in code_files(root):
+        for path in code_files(root, left_out):
             zf.write(path, f"{name}/{path.relative_to(root).as_posix()}")
     tmp.replace(out)
     return out
 
 
 def main(root: str = ".") -> int:
+    left_out: list[str] = []
     try:
-        out = build(root)
+        out = build(root, left_out)
     except SubmissionError as exc:
         print(f"hw2 submission: {exc}", file=sys.stderr)
         return 1
     with zipfile.ZipFile(out) as zf:
-        n, size = len(zf.namelist()), out.stat().st_size
-    print(f"[hw2] {out.name}: the report PDF and {n - 1} code files ({size / 1024:.0f} KiB); upload it on Fenix")
+        names, size = zf.namelist(), out.stat().st_size
+    print(f"[hw2] {out.name}: the report PDF and {len(names) - 1} code files ({size / 1024:.0f} KiB); upload it on Fenix")
+    print(f"[hw2] packed: {packing_list(names)}")
+    for item in left_out:
+        print(f"[hw2] left out: {item}")
     return 0

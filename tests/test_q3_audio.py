@@ -9,7 +9,7 @@ from hw2 import audio
 from hw2.audio import N_FRAMES, N_MELS, log_mel, mel_filterbank
 
 # A waveform, the exact features torchaudio's pipeline gives for it, and torchaudio's filterbank.
-REFERENCE = np.load(Path(__file__).parent / "data" / "logmel_reference.npz")
+REFERENCE = np.load(Path(__file__).parent / "fixtures" / "logmel_reference.npz")
 
 
 def test_constants():

@@ -22,7 +22,7 @@ def project(tmp_path):
              "analysis/q2.ipynb": "{}", "report/index.qmd": "# Q\n", "report/authors.yml": AUTHORS,
              "tests/test_x.py": "", "_quarto.yml": "project: {}\n", "README.md": "hw2\n", "Makefile": "all:\n",
              "pyproject.toml": "[project]\n", "GUIDE.md": "# Where\n",
-             "data/octmnist.npz": "big", "results/q2/run/summary.json": "{}",
+             "hw2/data/__init__.py": "", "data/octmnist.npz": "big", "results/q2/run/summary.json": "{}",
              ".venv/bin/python": "", "hw2/__pycache__/train.cpython-311.pyc": "", "report/_figures/fig.png": "",
              "report/index_files/figure-typst/a.png": "", "report/index.typ": ""}
     for name, text in files.items():
@@ -53,6 +53,28 @@ def test_zip_holds_the_pdf_and_the_code_only(project):
         assert not any(n.startswith(top) for n in inside), top
     for part in ("__pycache__", "_figures", "index_files", "index.typ"):
         assert not any(part in n for n in inside), part
+
+
+def test_no_data_results_or_large_file_is_packed_wherever_it_was_left_and_the_listing_says_so(project, capsys):
+    from hw2.submission import main
+
+    # A command once started in report/ left data there; a results folder lies in analysis/; a big output file.
+    (project / "report" / "data").mkdir()
+    (project / "report" / "data" / "octmnist.npz").write_bytes(b"x" * 1000)
+    (project / "analysis" / "results" / "q2").mkdir(parents=True)
+    (project / "analysis" / "results" / "q2" / "history.csv").write_text("epoch\n")
+    (project / "tests" / "big.bin").write_bytes(b"\0" * (2 << 20))
+    later = time.time() + 10
+    os.utime(project / "_output" / "hw2-report.pdf", (later, later))
+    assert main(str(project)) == 0
+    inside = {n.split("/", 1)[1] for n in zipfile.ZipFile(project / "hw2-group7.zip").namelist()}
+    assert "hw2/data/loader.py" in inside, "the package's data modules are code"
+    assert not {"report/data/octmnist.npz", "analysis/results/q2/history.csv", "tests/big.bin"} & inside
+    out = capsys.readouterr().out
+    assert "packed: hw2-group7-report.pdf, GUIDE.md," in out and "hw2/ 5 files" in out
+    assert "left out: report/data/octmnist.npz (data folder report/data/)" in out
+    assert "left out: analysis/results/q2/history.csv (results folder analysis/results/)" in out
+    assert "left out: tests/big.bin (2.0 MiB, over the 1 MiB limit)" in out
 
 
 def test_refuses_a_stale_pdf(project):
