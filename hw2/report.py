@@ -1,12 +1,13 @@
 """Report-side helpers for `report/*.qmd`: read finished runs into tables, figures and inline numbers.
 
 They never train: a missing run is a `RunError` that names the make target producing it. Every table
-and figure says in its caption, in small type, which runs it comes from (short key, seed), their profile
-and data source (stand-in data said so). Captions carry that note as a raw Typst inline, which both
-Quarto and hw2's renderer pass through.
+and figure ends its caption with the runs it comes from as short references ("Runs R2–R7 (Table 14)"),
+stand-in data and runs made with earlier code said so; the provenance appendix (`provenance_table`, the
+table labelled `PROVENANCE_LABEL`) gives each run's full record from its folder.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -78,37 +79,111 @@ def seed_of(run: LoadedRun) -> int | None:
     return run.config.get("config", {}).get("seed")
 
 
-def provenance(runs: Iterable[LoadedRun]) -> str:
-    """'runs 1a2b3c (seed 42), ...; profile quick; generated stand-in data (...)' for a caption."""
+@dataclass
+class LeftOut:
+    """A run kept out of an average, and why (a difference other than the seed)."""
+
+    run: LoadedRun
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.run.short_key} ({self.reason})"
+
+
+def _seedless(run: LoadedRun) -> dict:
+    return {k: v for k, v in run.config.get("config", {}).items() if k != "seed"}
+
+
+def pool(runs: list[LoadedRun], planned: dict | None = None) -> tuple[list[LoadedRun], list[LeftOut]]:
+    """Of runs meant to be one configuration, those that may be averaged (they differ in the seed alone: same
+    configuration, data and code) and the others, each with what differs. The group shown is the one with the
+    profile's `planned` configuration (seed ignored), else the closest to it, then the one with most runs, then
+    the newest."""
+    groups: dict[str, list[LoadedRun]] = {}
+    for run in runs:
+        identity = (_seedless(run), run.summary.get("data_source"), run.summary.get("code"))
+        groups.setdefault(repr(identity), []).append(run)
+    planned = {k: v for k, v in json.loads(json.dumps(planned or {})).items() if k != "seed"}  # as config.json has it
+
+    def rank(group: list[LoadedRun]):
+        config = _seedless(group[0])
+        off_plan = sum(config.get(k) != planned.get(k) for k in set(config) | set(planned))
+        return (-off_plan, len(group), max(r.path.stat().st_mtime for r in group))
+
+    shown = max(groups.values(), key=rank)
+    left_out = [LeftOut(run, _difference(run, shown[0])) for group in groups.values() if group is not shown
+                for run in group]
+    return shown, left_out
+
+
+def _difference(run: LoadedRun, shown: LoadedRun) -> str:
+    """'batch_size 16 where the runs shown have 8', 'data custom-1234 where ...', 'older code'."""
+    mine, theirs = _seedless(run), _seedless(shown)
+    fields = [f"{k} {mine.get(k)}" for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    if fields:
+        return (f"{', '.join(fields)} where the runs shown have "
+                + ", ".join(f"{theirs.get(k)}" for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)))
+    if run.summary.get("data_source") != shown.summary.get("data_source"):
+        return f"data {run.summary.get('data_source')} where the runs shown used {shown.summary.get('data_source')}"
+    return "made by other code than the runs shown"
+
+
+PROVENANCE_LABEL = "tbl-provenance"  # the appendix table that every caption's run references point to
+
+
+def run_numbers(profile: str) -> dict[Path, int]:
+    """Each run the report shows for `profile`, numbered 1, 2, ... in the registry's order of experiments: the
+    R1, R2, ... by which captions cite runs and the provenance appendix lists them."""
+    runs = [r for s in shown_runs(profile) for r in s.runs]
+    return {r.path: n for n, r in enumerate(runs, start=1)}
+
+
+def run_refs(runs: Iterable[LoadedRun]) -> str:
+    """'R1', 'R2, R3', 'R2–R7, R9': the runs' numbers in the provenance appendix, consecutive ones as a range."""
     runs = list(runs)
-    keys = ", ".join(f"{r.short_key}" + (f" (seed {seed_of(r)})" if seed_of(r) is not None else "")
-                     for r in runs)
-    profiles = sorted({r.summary["profile"] for r in runs})
-    sources = sorted({r.summary["data_source"] for r in runs})
+    numbers: dict[Path, int] = {}
+    for profile in sorted({r.summary["profile"] for r in runs}):
+        numbers.update(run_numbers(profile))
+    missing = [r for r in runs if r.path not in numbers]
+    if missing:  # a caption may cite only runs the appendix lists
+        raise RunError(f"{', '.join(str(r.path) for r in missing)}: not among the runs the report shows "
+                       f"(report.shown_runs), so the provenance appendix has no row to cite; build the table or "
+                       f"figure from the runs that require_runs returns")
+    spans: list[list[int]] = []
+    for n in sorted({numbers[r.path] for r in runs}):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"R{a}" if a == b else f"R{a}, R{b}" if b == a + 1 else f"R{a}–R{b}" for a, b in spans)
+
+
+def provenance(runs: Iterable[LoadedRun]) -> str:
+    """'Runs R2–R7 (@tbl-provenance), on generated stand-in data.' for a caption: where in the provenance
+    appendix the runs' full record is; stand-in data and runs made with earlier code are said here too."""
+    runs = list(runs)
+    note = f"{'Run' if len(runs) == 1 else 'Runs'} {run_refs(runs)} (@{PROVENANCE_LABEL})"
+    if any(is_standin(r.summary["data_source"]) for r in runs):
+        note += ", on generated stand-in data"
     stale = [r for r in runs if r.stale]
-    stamp = (f" Made with earlier code ({', '.join(r.short_key for r in stale)}: "
-             f"{', '.join(sorted({f for r in stale for f in r.changed_files()}))} changed since)." if stale else "")
-    return (f"{'Run' if len(runs) == 1 else 'Runs'} {keys}; profile {', '.join(profiles)}; "
-            f"{'; '.join(describe_source(s) for s in sources)}.{stamp}")
+    if stale:
+        note += (f". Made with earlier code ({run_refs(stale)}: "
+                 f"{', '.join(sorted({f for r in stale for f in r.changed_files()}))} changed since)")
+    return markdown_text(note + ".", keep="@")
 
 
-TYPST_SPECIAL = set("\\#$*_[]<>@`~/=+-\"'")
+MARKDOWN_SPECIAL = set("\\`*_[]{}<>#$|@~^")
 
 
-def typst_text(text: str) -> str:
-    """Plain text escaped for Typst markup."""
-    return "".join("\\" + c if c in TYPST_SPECIAL else c for c in text)
-
-
-def small(text: str) -> str:
-    """Markdown for `text` in small grey type (a raw Typst inline)."""
-    return f"`#text(size: 7.5pt, fill: luma(80))[{typst_text(text)}]`{{=typst}}"
+def markdown_text(text: str, keep: str = "") -> str:
+    """Plain text escaped for Pandoc Markdown (a table cell included), but for the characters in `keep`."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIAL and c not in keep else c for c in text)
 
 
 def caption(text: str, runs: Iterable[LoadedRun] | str) -> str:
-    """The caption text followed, in small type, by the runs it comes from (or `runs` itself, a note
-    for content computed while rendering)."""
-    return f"{text} {small(runs if isinstance(runs, str) else provenance(runs))}"
+    """The caption text followed by the runs it comes from (or `runs` itself, a note for content computed
+    while rendering)."""
+    return f"{text} {runs if isinstance(runs, str) else provenance(runs)}"
 
 
 # --- tables, figures, numbers -------------------------------------------------------------------------------

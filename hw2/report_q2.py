@@ -3,10 +3,12 @@ Every sentence, caption included, is written in the .qmd; nothing here trains.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 
-from hw2.report import cached, figure, mean_std, require_runs, seed_of, table
+from hw2.profiles import q2_config
+from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, seed_of, table
 from hw2.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
@@ -68,8 +70,15 @@ class Q2Results:
         if missing:
             which = ", ".join(f"lr={p['lr']} no_maxpool={p['no_maxpool']}" for p in missing)
             raise RunError(f"Q2 runs missing for profile {profile!r} ({which}): run `PROFILE={profile} make runs-q2`")
-        self.configs = [Q2Config(nm, lr, sorted(rs, key=lambda r: seed_of(r) or 0))
-                        for (nm, lr), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1]))]
+        # Only runs that differ in the seed alone are averaged; a hand run with another batch size, other epochs or
+        # other data is left out, and the report names it.
+        self.configs, self.left_out = [], []
+        for (nm, lr), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+            shown, left_out = pool(rs, dataclasses.asdict(q2_config(profile, lr=lr, no_maxpool=nm)))
+            self.configs.append(Q2Config(nm, lr, sorted(shown, key=lambda r: seed_of(r) or 0)))
+            self.left_out += left_out
+        self.runs = [r for c in self.configs for r in c.runs]
+        self.left_out: list[LeftOut]
 
     def variant(self, no_maxpool: bool) -> list[Q2Config]:
         return [c for c in self.configs if c.no_maxpool == no_maxpool]
