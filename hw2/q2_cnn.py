@@ -33,7 +33,7 @@ from hw2 import cnn_cpu, store
 from hw2.configs import CNNConfig, ConfigError
 from hw2.data import octmnist
 from hw2.loader_rng import loader_permutation
-from hw2.models.cnn import CNN, get_number_trainable_params
+from hw2.models.cnn import CNN, N_CLASSES, get_number_trainable_params
 from hw2.profiles import (
     banner,
     cpu_threads,
@@ -138,6 +138,16 @@ class StackedCNN:
             pred = self.forward(X[start:start + EVAL_CHUNK], train=False).argmax(-1)
             correct += (pred == y[start:start + EVAL_CHUNK]).sum(1)
         return (correct / float(len(X))).tolist()
+
+    def confusion(self, X: torch.Tensor, y: torch.Tensor) -> list[list[list[int]]]:
+        """Per member, the 4x4 counts of (true class, predicted class) over a split: what the accuracy hides,
+        such as a classifier that predicts one class for every image."""
+        counts = torch.zeros(self.G, N_CLASSES * N_CLASSES, dtype=torch.long, device=X.device)
+        for start in range(0, len(X), EVAL_CHUNK):
+            pred = self.forward(X[start:start + EVAL_CHUNK], train=False).argmax(-1)
+            cells = y[start:start + EVAL_CHUNK] * N_CLASSES + pred
+            counts.scatter_add_(1, cells, torch.ones_like(cells))
+        return counts.view(self.G, N_CLASSES, N_CLASSES).tolist()
 
 
 def dropout_noise_(out: torch.Tensor, p: float) -> torch.Tensor:
@@ -276,6 +286,9 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             break
 
     test = model.accuracy(data.test_X, data.test_y)
+    confusion = {name: model.confusion(X, y) for name, (X, y) in {
+        "valid": (data.dev_X, data.dev_y), "test": (data.test_X, data.test_y),
+        "test_full": (data.test_full_X, data.test_full_y)}.items()}
     test_full = model.accuracy(data.test_full_X, data.test_full_y)
     summaries = []
     for g, (run, cfg, sd) in enumerate(zip(runs, configs, model.state_dicts())):
@@ -291,6 +304,7 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             "final_valid_acc": hist[-1]["valid_acc"],
             "best_valid_acc": max(h["valid_acc"] for h in hist),
             "test_acc": test[g] if ok else None,
+            **{f"confusion_{name}": counts[g] if ok else None for name, counts in confusion.items()},
             "test_acc_full": test_full[g] if ok else None,
             "n_params": get_number_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
             "n_train": len(data.train_X), "n_val": len(data.dev_X),

@@ -260,6 +260,13 @@ def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, re
     assert h["train_loss_cumulative"][0] == pytest.approx(epoch1)
     assert h["train_loss_cumulative"][1] == pytest.approx((epoch1 + epoch2) / 2)
     assert run.summary["n_test"] == 529 and run.summary["n_test_full"] == 1000
+    # Each run records its confusion matrices; their diagonals give exactly the accuracies it reports.
+    for split, n, acc in (("test", 529, "test_acc"), ("test_full", 1000, "test_acc_full")):
+        confusion = np.array(run.summary[f"confusion_{split}"])
+        assert confusion.shape == (4, 4) and confusion.sum() == n
+        assert np.trace(confusion) / n == pytest.approx(run.summary[acc])
+    assert np.array(run.summary["confusion_test"]).sum(1).tolist() == [182, 55, 42, 250]  # the skeleton's subsample
+    assert np.trace(run.summary["confusion_valid"]) / run.summary["n_val"] == pytest.approx(run.summary["final_valid_acc"])
     assert run.summary["n_train"] == 400 and run.summary["steps_per_epoch"] == 50
     assert run.summary["final_train_loss"] == pytest.approx(h["train_loss_cumulative"].iloc[-1])
     assert run.summary["n_params"] == 224_892
