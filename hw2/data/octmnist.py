@@ -20,12 +20,17 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import urllib.request
 import uuid
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from hw2.store import RunError
 
 FILE = "octmnist.npz"
 STANDIN_KEY = "hw2_standin"  # the stand-in's identity, an entry of the npz itself
@@ -44,8 +49,14 @@ STANDIN_VERSION = 2  # 2: the identity is inside the file
 DOWNLOAD_TIMEOUT_S = 5.0
 
 
-class DataError(RuntimeError):
-    """Data that is missing or malformed, with what to do about it."""
+class DataError(RunError):
+    """Data that is missing, malformed or cannot be written, with what to do about it. A RunError: no run can be
+    made from it, and the command line prints it as one line."""
+
+
+# What reading a damaged npz raises: np.load opens lazily, so a bad CRC or deflate stream surfaces only when an
+# array is read.
+DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError)
 
 
 # --- finding, downloading or generating the file ------------------------------------------------------------
@@ -57,7 +68,11 @@ def prepare(data_dir: Path, allow_download: bool = True, seed: int = 0) -> Path:
     if path.exists():
         validate(path)
         return path
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:  # before any download or generation: an unwritable folder is for the user to fix, and said at once
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=data_dir).close()
+    except OSError as exc:
+        raise DataError(_unwritable(data_dir, exc)) from None
     if allow_download and not os.environ.get("HW2_OFFLINE") and _download(path):
         return path
     print(f"[hw2] OCTMNIST is not available offline; generating the stand-in {path} (seed {seed})", flush=True)
@@ -86,6 +101,16 @@ def _download(path: Path) -> bool:
         return False
     tmp.replace(path)
     return True
+
+
+def _unwritable(data_dir: Path, exc: OSError) -> str:
+    blocker = next((p for p in (data_dir, *data_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker:
+        return (f"the data folder {data_dir} cannot be made: {blocker} is a file, not a folder. Set HW2_DATA_DIR "
+                f"to a folder (hw2 downloads or generates OCTMNIST there)")
+    return (f"cannot write to the data folder {data_dir} ({exc.strerror or exc}): OCTMNIST is downloaded or "
+            f"generated there when {FILE} is missing. Set HW2_DATA_DIR to a folder you can write to, or put "
+            f"{FILE} in {data_dir} yourself")
 
 
 def _md5(path: Path) -> str:
@@ -122,9 +147,13 @@ def validate(path: Path) -> dict[str, np.ndarray]:
     """The arrays of `path`, or a DataError naming what is wrong if it is not an OCTMNIST-format npz."""
     try:
         with np.load(path) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable npz file ({exc}); delete it and run again") from exc
+            arrays = {k: npz[k] for k in npz.files}  # reads every array now: a bad CRC is found here
+    except (PermissionError, IsADirectoryError) as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror}): make it a readable file") from None
+    except DAMAGED as exc:
+        raise DataError(f"{path} is damaged ({exc or type(exc).__name__}): a download or copy that did not "
+                        f"finish? hw2 leaves it as it is: move it away or delete it, and the next run downloads "
+                        f"OCTMNIST again (or, offline, generates the stand-in)") from None
     missing = {f"{s}_{k}" for s in SPLITS for k in ("images", "labels")} - set(arrays)
     if missing:
         raise DataError(f"{path} lacks {sorted(missing)}; expected medmnist's OCTMNIST (28x28) file. "
@@ -169,8 +198,12 @@ def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None 
     # A temporary name of its own, so that two first runs generating at once never collide (the last rename wins;
     # both files are the same, as the generator is deterministic).
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(_unwritable(path.parent, exc)) from None
 
 
 def render_scans(labels: np.ndarray, rng: np.random.Generator, size: int = 28, chunk: int = 8192) -> np.ndarray:
