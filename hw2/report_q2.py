@@ -12,6 +12,10 @@ from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, se
 from hw2.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
+CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")  # OCTMNIST's classes 0..3
+# A classifier counts as collapsed when one class takes this share of its predictions on the whole (balanced)
+# test split: it has stopped telling the classes apart, whatever its accuracy says.
+COLLAPSE_SHARE = 0.9
 VARIANTS = {False: "max-pooling (Q2.1)", True: "no max-pooling (Q2.2)"}
 # The statement's sweep: lr in {0.1, 0.01, 0.001} for both variants (every profile runs all six).
 Q2_SWEEP = [{"lr": lr, "no_maxpool": nm} for nm in (False, True) for lr in (0.1, 0.01, 0.001)]
@@ -54,6 +58,36 @@ class Q2Config:
     @property
     def n_params(self) -> int:
         return int(self.runs[0].summary["n_params"])
+
+    def confusion(self, split: str = "test_full"):
+        """(true, predicted) counts summed over the seeds, or None (diverged, or runs that predate the record)."""
+        import numpy as np
+
+        matrices = [r.summary.get(f"confusion_{split}") for r in self.runs]
+        return None if self.diverged or any(m is None for m in matrices) else np.sum(matrices, axis=0)
+
+    @property
+    def prediction_shares(self) -> dict[str, float] | None:
+        """The share of the whole test split predicted as each class."""
+        confusion = self.confusion()
+        return None if confusion is None else dict(zip(CLASSES, (confusion.sum(0) / confusion.sum()).tolist()))
+
+    @property
+    def collapsed_to(self) -> str | None:
+        """The class this classifier predicts for nearly every image (COLLAPSE_SHARE), if it has collapsed."""
+        shares = self.prediction_shares or {}
+        top = max(shares, key=shares.get, default=None)
+        return top if top is not None and shares[top] >= COLLAPSE_SHARE else None
+
+    def class_share(self, name: str, split: str) -> float:
+        """The share of the split's images whose true class is `name` (from the recorded confusion matrix)."""
+        confusion = self.confusion(split)
+        return float(confusion[CLASSES.index(name)].sum() / confusion.sum())
+
+    def recalls(self, split: str = "test_full") -> dict[str, float] | None:
+        """Per class, the share of its images classified correctly."""
+        confusion = self.confusion(split)
+        return None if confusion is None else dict(zip(CLASSES, (confusion.diagonal() / confusion.sum(1)).tolist()))
 
 
 class Q2Results:
@@ -140,6 +174,41 @@ class Q2Results:
     def config_value(self, key: str):
         return self.configs[0].runs[0].config["config"][key]
 
+    @property
+    def protocol(self) -> dict:
+        """The statement's protocol: epochs and training images (all of OCTMNIST's training split)."""
+        from hw2.data.octmnist import CLASS_COUNTS
+
+        return {"epochs": q2_config("full").epochs, "n_train": sum(CLASS_COUNTS["train"]),
+                "n_val": sum(CLASS_COUNTS["val"])}
+
+    @property
+    def n_val(self) -> int:
+        return self._summary("n_val")
+
+    @property
+    def follows_protocol(self) -> bool:
+        """Whether these runs train the statement's epochs on its whole training split."""
+        return (self.epochs, self.n_train) == (self.protocol["epochs"], self.protocol["n_train"])
+
+    @property
+    def collapsed(self) -> list[Q2Config]:
+        return [c for c in self.configs if c.collapsed_to is not None]
+
+    def confusion_table(self, config: Q2Config, label: str, text: str):
+        """The configuration's confusion matrix on the whole test split, with each class's recall there and on
+        the skeleton's subsample, and the subsample's class counts."""
+        import pandas as pd
+
+        full, sub = config.confusion("test_full"), config.confusion("test")
+        rows = []
+        for i, name in enumerate(CLASSES):
+            rows.append({"True class": name, **{f"→ {p}": f"{int(full[i, j]):,}" for j, p in enumerate(CLASSES)},
+                         "Recall (all)": f"{full[i, i] / full[i].sum():.3f}",
+                         "Subsample images": f"{int(sub[i].sum()):,}",
+                         "Recall (subsample)": f"{sub[i, i] / sub[i].sum():.3f}"})
+        return table(pd.DataFrame(rows), label, text, config.runs)
+
     def table(self, label: str, text: str):
         import pandas as pd
 
@@ -153,7 +222,8 @@ class Q2Results:
                 "Variant": "max-pool" if not c.no_maxpool else "no pool",
                 "lr": f"**{c.lr:g}{mark}**" if mark else f"{c.lr:g}",
                 "Train loss": mean_std(c.values("final_train_loss")) if not c.diverged else status,
-                "Val. acc.": mean_std(c.values("final_valid_acc")) if not c.diverged else "–",
+                "Val. acc.": (mean_std(c.values("final_valid_acc")) + (" (collapsed)" if c.collapsed_to else "")
+                              if not c.diverged else "–"),
                 "Test acc.": mean_std(c.values("test_acc")) if not c.diverged else "–",
                 "Test acc. (all)": mean_std(c.values("test_acc_full")) if not c.diverged else "–",
                 "Params": f"{int(c.runs[0].summary['n_params']):,}",
@@ -189,6 +259,60 @@ class Q2Results:
         return figure(fig, label, text, shown)
 
 
+LAYERS = ("input", "conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "fc2", "fc3")
+
+
+def _layer_shapes() -> dict:
+    """{no_maxpool: {layer: (how it is set up, output shape, trainable parameters)}}, traced through the model code
+    on one image; a variant without a layer has no entry for it."""
+    import torch
+
+    from hw2.models.cnn import CNN, get_number_trainable_params
+
+    out = {}
+    for no_maxpool in (False, True):
+        model, rows = CNN(0.7, no_maxpool=no_maxpool).eval(), {}
+        x = torch.zeros(1, 1, 28, 28)
+        rows["input"] = ("", tuple(x.shape[1:]), 0)
+        for name in LAYERS[1:]:
+            module = {"pool1": model.pool, "pool2": model.pool, "flatten": torch.nn.Flatten()}.get(name,
+                                                                                              getattr(model, name, None))
+            if module is None:
+                continue
+            x = module(x)
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
+                k, st, pad = (v if isinstance(v, int) else v[0] for v in (module.kernel_size, module.stride, module.padding))
+                how = f"{k}×{k}, stride {st}, padding {pad}"
+            else:
+                how = ""
+            rows[name] = (how, tuple(x.shape[1:]), get_number_trainable_params(module))
+        out[no_maxpool] = rows
+    return out
+
+
+def layer_shapes() -> dict:
+    return cached("q2-layer-shapes", ["hw2.models.cnn"], _layer_shapes)
+
+
+def layer_table(label: str, text: str):
+    """Both variants layer by layer: kernel, stride and padding, output shape (channels×height×width), and the
+    trainable parameters (the same in both)."""
+    import pandas as pd
+
+    shapes, rows = layer_shapes(), []
+    for name in LAYERS:
+        cells = {}
+        for no_maxpool, column in ((False, "With max pooling"), (True, "Without max pooling")):
+            if name in shapes[no_maxpool]:
+                how, out, _ = shapes[no_maxpool][name]
+                cells[column] = (f"{how} → " if how else "image " if name == "input" else "") + "×".join(map(str, out))
+            else:
+                cells[column] = "–"
+        n = next(shapes[nm][name][2] for nm in (False, True) if name in shapes[nm])
+        rows.append({"Layer": name, **cells, "Parameters": f"{n:,}" if n else "0"})
+    return table(pd.DataFrame(rows), label, text, "Traced through hw2.models.cnn on one 28×28 image; no run.")
+
+
 def _count_cnn_params() -> dict:
     """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
     from hw2.models.cnn import CNN, get_number_trainable_params
@@ -209,3 +333,8 @@ def q2_params() -> dict:
 
 
 
+
+
+def conv_output(n: int, kernel: int, stride: int, padding: int) -> int:
+    """Output height (or width) of a convolution or pooling over n pixels: floor((n + 2p - k) / s) + 1."""
+    return (n + 2 * padding - kernel) // stride + 1

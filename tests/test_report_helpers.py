@@ -91,3 +91,29 @@ def test_a_diverged_run_shows_its_epoch_and_no_accuracy(results_dir):
     row = next(line for line in table.splitlines() if "max-pool" in line and "0.1" in line)
     assert "diverged at epoch 2" in row and "0.3250" not in row and "0.3440" not in row
     assert q2.best_pool.lr != 0.1 and q2.at(False, 0.1).diverged_epoch == 2
+
+
+def test_q2_detects_a_collapsed_classifier_from_its_predictions(results_dir):
+    runfolders.q2_runs(collapsed=((0.001, False),))
+    q2 = report_q2.Q2Results("smoke")
+    assert [(c.lr, c.no_maxpool) for c in q2.collapsed] == [(0.001, False)]
+    c = q2.at(False, 0.001)
+    assert c.collapsed_to == "NORMAL" and c.prediction_shares["NORMAL"] == 1.0
+    assert c.class_share("NORMAL", "valid") == 0.45 and c.class_share("NORMAL", "test_full") == 0.25
+    assert "(collapsed)" in q2.table("tbl-x", "Runs.").data
+    # The chosen network's recalls come from its confusion matrices and explain its two test accuracies.
+    best = q2.best_pool
+    full = best.confusion("test_full")
+    assert full.sum() == 1000 and abs(sum(best.recalls().values()) / 4 - best.mean("test_acc_full")) < 1e-6
+    assert "Recall (subsample)" in q2.confusion_table(best, "tbl-y", "Predictions.").data
+
+
+def test_output_sizes_follow_the_formula_and_the_traced_model():
+    shapes = report_q2.layer_shapes()
+    assert shapes[False]["conv2"][1] == (16, 12, 12) and shapes[True]["conv1"][1] == (8, 14, 14)
+    assert "pool1" not in shapes[True]
+    for no_maxpool, chain in ((False, [(3, 1, 1), (2, 2, 0), (3, 1, 0), (2, 2, 0)]), (True, [(3, 2, 1), (3, 2, 0)])):
+        n = 28
+        for kernel, stride, padding in chain:
+            n = report_q2.conv_output(n, kernel, stride, padding)
+        assert n == 6 and shapes[no_maxpool]["flatten"][1] == (16 * n * n,)
