@@ -131,11 +131,15 @@ def _difference(run: LoadedRun, shown: LoadedRun) -> str:
 PROVENANCE_LABEL = "tbl-provenance"  # the appendix table that every caption's run references point to
 
 
+def numbered_runs(profile: str) -> list[LoadedRun]:
+    """Every run the report shows for `profile`, in the registry's order of experiments: the i-th is Ri, by
+    which captions cite it and the provenance appendix lists it."""
+    return [r for s in shown_runs(profile) for r in s.runs]
+
+
 def run_numbers(profile: str) -> dict[Path, int]:
-    """Each run the report shows for `profile`, numbered 1, 2, ... in the registry's order of experiments: the
-    R1, R2, ... by which captions cite runs and the provenance appendix lists them."""
-    runs = [r for s in shown_runs(profile) for r in s.runs]
-    return {r.path: n for n, r in enumerate(runs, start=1)}
+    """{run folder: i} for the runs R1, R2, ... of `numbered_runs`."""
+    return {r.path: n for n, r in enumerate(numbered_runs(profile), start=1)}
 
 
 def run_refs(runs: Iterable[LoadedRun]) -> str:
@@ -246,6 +250,70 @@ def figure(fig, label: str, text: str, runs: Iterable[LoadedRun] | str, width: s
     fig.savefig(path, dpi=150)  # laid out by the constrained layout: one drawing pass, not two
     plt.close(fig)
     return Markdown(f"![{caption(text, runs)}]({path.as_posix()}){{#{label} width={width}}}\n")
+
+
+PROVENANCE_COLUMNS = {"Run": 4, "Folder in the run store; data": 20, "Configuration": 36, "Code": 14,
+                      "Environment": 16, "Wall time": 10}  # relative widths (dashes of the separator row)
+
+
+def provenance_table(profile: str, text: str):
+    """The provenance appendix, labelled PROVENANCE_LABEL: one row per run the report shows (R1, R2, ... as the
+    captions cite them), each field read from the run's folder: configuration, code identity and data source
+    (config.json, summary.json), environment, commit and wall time (env.json)."""
+    from IPython.display import Markdown
+
+    runs = numbered_runs(profile)
+    if not runs:
+        raise RunError(f"no runs of profile {profile!r} in {store.results_dir()} to list in the provenance appendix: "
+                       f"run `PROFILE={profile} make runs` first")
+    rows = [[f"R{n}", f"{run.summary['experiment']}/{run.name}; data {run.summary['data_source']}",
+             _configuration(run), _code(run), _environment(run.env), _wall_time(run.env)]
+            for n, run in enumerate(runs, start=1)]
+    lines = ["| " + " | ".join(PROVENANCE_COLUMNS) + " |",
+             "|" + "|".join(":" + "-" * w for w in PROVENANCE_COLUMNS.values()) + "|"]
+    lines += ["| " + " | ".join(markdown_text(cell) for cell in row) + " |" for row in rows]
+    return Markdown("\n".join(lines) + f"\n\n: {text} {{#{PROVENANCE_LABEL}}}\n")
+
+
+def _value(value) -> str:
+    """A configuration value as config.json holds it, without JSON's quotes."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _configuration(run: LoadedRun) -> str:
+    return "; ".join(f"{k}={_value(v)}" for k, v in run.config.get("config", {}).items())
+
+
+def _code(run: LoadedRun) -> str:
+    """The code hash of the run's key and the commit it ran at; a stale run also names what changed since."""
+    code = f"code {run.summary['code'][:12]}, commit {run.env.get('git_commit') or 'not recorded'}"
+    if run.stale:
+        code += f"; made with earlier code: {', '.join(run.changed_files())} changed since"
+    return code
+
+
+def _environment(env: dict) -> str:
+    def get(key):
+        return env[key] if env.get(key) is not None else "not recorded"
+
+    device = f"{get('device')}" + (f" ({env['cuda']})" if env.get("cuda") else "")
+    return (f"Python {get('python')}, torch {get('torch')}, NumPy {get('numpy')}; {device}, "
+            f"{get('torch_threads')} torch thread(s) of {get('cpu_count')} CPUs; {get('platform')}")
+
+
+def _wall_time(env: dict) -> str:
+    seconds = env.get("wall_time_s")
+    if seconds is None:
+        return "not recorded"
+    took = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    finished = env.get("finished_at")
+    return took + (f", finished {finished.replace('T', ' ').replace('Z', ' UTC')}" if finished else "")
 
 
 # --- authors, title page, contributions ---------------------------------------------------------------------
