@@ -70,6 +70,8 @@ LABEL_RE = re.compile(r"\{#((?:fig|tbl|eq|sec)-[\w-]*\w)")
 
 # Errors raised on purpose by the report's helpers (a missing run, a missing contribution, a bad config).
 EXPECTED_ERRORS = {"RunError", "ContributionError", "ConfigError"}
+# Such an error that starts with the file and line at fault (report/authors.yml:3:5: ...) is reported there.
+LOCATED_RE = re.compile(r"^[\w./-]+:\d+(?::\d+)?: ")
 
 
 class RenderError(Exception):
@@ -353,6 +355,8 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
             where = owner.start if isinstance(owner, Cell) else owner[0].line
             if error["ename"] in EXPECTED_ERRORS:  # the message says what to do; the traceback adds nothing
                 trace = ""
+                if LOCATED_RE.match(error["evalue"]):
+                    raise RenderError(f"{error['evalue']} (raised by the code cell at {where.where(root)})")
             raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}"
                               + (f"\n{trace}" if trace else ""))
         if owner is None:

@@ -139,6 +139,16 @@ def test_a_missing_contribution_stops_the_build(tmp_path):
     assert "Contributions of the group members Rita Teste (1) wrote everything." in pdf_text(pdf)
 
 
+def test_a_malformed_authors_file_is_reported_at_its_own_line(tmp_path):
+    root = contribution_project(tmp_path, "group: 3\nstudents:\n  - name: Rita Teste\n    number: 1\n"
+                                          "   email: r@example.org\n")
+    with pytest.raises(RenderError, match=r"^report/authors.yml:5:4: not valid YAML \(expected <block end>, but "
+                                          r"found '<block mapping start>'\)\. Fix it there: .* \(raised by the code "
+                                          r"cell at report/_contributions.qmd:3\)$") as caught:
+        render(root, log=lambda *a: None)
+    assert "Traceback" not in str(caught.value)
+
+
 def contribution_project(tmp_path: Path, authors: str) -> Path:
     """A project holding the report's own contribution document and the given authors.yml."""
     repo = Path(__file__).resolve().parent.parent

@@ -153,3 +153,11 @@ def test_refuses_a_pdf_rendered_before_newer_runs(project):
     (project / ".hw2_cache" / "render.json").unlink()
     with pytest.raises(SubmissionError, match="no record of a finished render"):
         build(project)
+
+
+def test_a_malformed_authors_file_is_reported_at_its_line(project):
+    (project / "report" / "authors.yml").write_text(AUTHORS.replace("Rita Teste", "Rita: Teste"))
+    with pytest.raises(SubmissionError, match=r"^report/authors.yml:3:16: not valid YAML \(expected ',' or '}', but "
+                                              r"got ':'\)\. Fix it there: .*goes in quotes$"):
+        build(project)
+    assert not (project / "hw2-group7.zip").exists()
