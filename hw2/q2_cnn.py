@@ -229,24 +229,23 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
                    progress: bool = True) -> list[dict]:
     """Train runs that differ only in learning rate as one stacked model; return their summaries.
 
-    Resumes from the runs' checkpoints (all at the same epoch, since they are written together).
+    Resumes from the last epoch that every run has a checkpoint of (`store.load_shared_checkpoint`: a kill or a
+    full disk between the members' checkpoint writes leaves them an epoch apart).
     """
     first = configs[0]
     assert all(asdict(c) | {"lr": 0} == asdict(first) | {"lr": 0} for c in configs), "only lr may differ"
     configure_seed(first.seed)
     init = CNN(first.dropout, no_maxpool=first.no_maxpool).state_dict()  # the skeleton's model, seed 42
-    states = [run.load_checkpoint() for run in runs]
-    if any(s is not None for s in states):
-        epochs_done = {len(run.history) for run in runs}
-        if None in states or len(epochs_done) != 1:
-            raise store.RunError("the checkpoints of a sweep disagree; remove the .partial folders of "
-                                 + ", ".join(r.spec.name for r in runs))
+    resumed = store.load_shared_checkpoint(runs)
+    diverged: dict[int, int] = {}  # member -> epoch at which its loss became NaN/inf
+    if resumed is not None:
+        start_epoch, states = resumed
         torch.set_rng_state(states[0]["rng"])
         if device == "cuda" and states[0].get("cuda_rng") is not None:
             torch.cuda.set_rng_state(states[0]["cuda_rng"])
         model_states = [s["model"] for s in states]
-        start_epoch = epochs_done.pop()
         totals = [s["loss_total"] for s in states]
+        diverged = {g: s["diverged_epoch"] for g, s in enumerate(states) if s.get("diverged_epoch") is not None}
     else:
         model_states, start_epoch, totals = [init] * len(runs), 0, [0.0] * len(runs)
 
@@ -254,7 +253,6 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
     lrs = torch.tensor([c.lr for c in configs], device=device)
     bs = first.batch_size
     steps = math.ceil(len(data.train_X) / bs)
-    diverged: dict[int, int] = {}  # member -> epoch at which its loss became NaN/inf
     epoch_bar = tqdm(range(start_epoch + 1, first.epochs + 1), desc="epochs", disable=not progress,
                      initial=start_epoch, total=first.epochs)
     for epoch in epoch_bar:
@@ -281,15 +279,16 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
         rng = {"rng": torch.get_rng_state(),
                "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}
         for g, (run, sd) in enumerate(zip(runs, model.state_dicts())):
-            run.save_checkpoint({"model": sd, "loss_total": totals[g], **rng})
+            run.save_checkpoint({"model": sd, "loss_total": totals[g], "diverged_epoch": diverged.get(g), **rng},
+                                epoch=epoch)
         if len(diverged) == model.G:
             break
 
     test = model.accuracy(data.test_X, data.test_y)
+    test_full = model.accuracy(data.test_full_X, data.test_full_y)
     confusion = {name: model.confusion(X, y) for name, (X, y) in {
         "valid": (data.dev_X, data.dev_y), "test": (data.test_X, data.test_y),
         "test_full": (data.test_full_X, data.test_full_y)}.items()}
-    test_full = model.accuracy(data.test_full_X, data.test_full_y)
     summaries = []
     for g, (run, cfg, sd) in enumerate(zip(runs, configs, model.state_dicts())):
         run.save_torch("model.pt", sd)
@@ -304,8 +303,8 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             "final_valid_acc": hist[-1]["valid_acc"],
             "best_valid_acc": max(h["valid_acc"] for h in hist),
             "test_acc": test[g] if ok else None,
-            **{f"confusion_{name}": counts[g] if ok else None for name, counts in confusion.items()},
             "test_acc_full": test_full[g] if ok else None,
+            **{f"confusion_{name}": counts[g] if ok else None for name, counts in confusion.items()},
             "n_params": get_number_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
             "n_train": len(data.train_X), "n_val": len(data.dev_X),
             "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),

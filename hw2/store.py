@@ -205,15 +205,59 @@ class RunSpec:
 
 # --- atomic file writes ------------------------------------------------------------------------------------
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def temporary_path(path: Path, suffix: str = "") -> Path:
+    """Where `path` is written before it is renamed into place: hidden, unique per process and thread, and
+    naming its writer's process so that `remove_dead_temporaries` can tell a stale one from a live one
+    (`suffix`: for writers that want an extension, such as papermill's .ipynb)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}{suffix}")
+
+
+TEMPORARY_RE = re.compile(r"^\..+\.tmp(\d+)-\d+(\.ipynb)?$")
+
+
+def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) -> None:
+    """Write `path` whole or not at all; with `previous`, the file it replaces is kept under that name. A
+    failed write (a full disk, Ctrl-C) removes its temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")  # unique per writer
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: Path, prefix: str = ".") -> list[Path]:
+    """Delete the temporary files in `folder` (those starting with `prefix`) whose writer is no longer running:
+    what a killed writer leaves behind. Never touches a live writer's file; says what it removed."""
+    removed = []
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        match = TEMPORARY_RE.match(path.name)
+        if match and path.name.startswith(prefix) and path.is_file() and not _process_running(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        print(f"[hw2] removed {len(removed)} temporary file(s) left by writers that are no longer running: "
+              f"{', '.join(str(p) for p in removed)}", file=sys.stderr, flush=True)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -247,14 +291,18 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 # --- runs ---------------------------------------------------------------------------------------------------
 
 class Run:
-    """A run in progress: a `.partial` folder that training writes into, and its checkpoint."""
+    """A run in progress: a `.partial` folder that training writes into, and its checkpoints."""
 
     CHECKPOINT = "checkpoint.pt"
+    # The checkpoint before the newest: runs trained together whose checkpoint writes were cut apart (a kill or
+    # a full disk between members) still share an epoch to resume from.
+    PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
         self.dir = spec.partial_path
         self.history: list[dict] = []
+        self.epoch = 0  # of the last checkpoint saved or resumed from
         self.wall_time_s = 0.0
         self._started = time.time()
 
@@ -275,47 +323,109 @@ class Run:
     def elapsed(self) -> float:
         return self.wall_time_s + (time.time() - self._started)
 
-    def save_checkpoint(self, state: dict) -> None:
-        """Everything needed to resume after the last completed epoch (history and wall time included)."""
-        atomic_torch_save(self.dir / self.CHECKPOINT,
-                          {"state": state, "history": self.history, "wall_time_s": self.elapsed()})
+    def save_checkpoint(self, state: dict, epoch: int | None = None) -> None:
+        """Everything needed to resume after the last completed epoch (history and wall time included).
 
-    def load_checkpoint(self) -> dict | None:
-        """The saved training state, or None to start from scratch (a corrupt checkpoint is moved aside)."""
+        `epoch` defaults to the number of checkpoints saved, which is the epoch for a run that checkpoints once
+        per epoch. The checkpoint it replaces is kept as checkpoint.previous.pt."""
         import torch
 
-        path = self.dir / self.CHECKPOINT
-        if not path.exists():
-            return None
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            state, history = ckpt["state"], ckpt["history"]
-        except Exception as exc:  # a truncated or foreign file: redo rather than crash
-            _move_aside(path, f"unreadable checkpoint ({exc.__class__.__name__}: {exc})")
-            return None
-        self.history = list(history)
+        self.epoch = self.epoch + 1 if epoch is None else epoch
+        buf = io.BytesIO()
+        torch.save({"state": state, "history": self.history, "wall_time_s": self.elapsed(), "epoch": self.epoch},
+                   buf)
+        atomic_write_bytes(self.dir / self.CHECKPOINT, buf.getvalue(), previous=self.dir / self.PREVIOUS_CHECKPOINT)
+
+    def checkpoints(self, move_unreadable: bool = True) -> dict[int, tuple[Path, dict]]:
+        """{epoch: (file, checkpoint)} of this run's readable checkpoints (the newer file wins a tie); an
+        unreadable one (truncated, foreign) is moved aside, and said so, unless `move_unreadable` is False."""
+        import torch
+
+        found = {}
+        for name in (self.PREVIOUS_CHECKPOINT, self.CHECKPOINT):
+            path = self.dir / name
+            if not path.exists():
+                continue
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)
+                # a checkpoint saved before checkpoints recorded their epoch: one per epoch, so its history's length
+                ckpt["epoch"] = int(ckpt["epoch"] if "epoch" in ckpt else len(ckpt["history"]))
+                if "state" not in ckpt:
+                    raise KeyError("state")
+            except Exception as exc:  # redo rather than crash
+                if move_unreadable:
+                    _move_aside(path, f"unreadable checkpoint ({exc.__class__.__name__}: {exc})")
+                continue
+            found[ckpt["epoch"]] = (path, ckpt)
+        return found
+
+    def load_checkpoint(self, epoch: int | None = None) -> dict | None:
+        """The training state of the newest checkpoint (or of `epoch`'s), or None to start from scratch."""
+        found = self.checkpoints()
+        epoch = max(found, default=None) if epoch is None else epoch
+        return self._resume(*found[epoch]) if epoch in found else None
+
+    def _resume(self, path: Path, ckpt: dict) -> dict:
+        """Take up `ckpt`, read from `path`; resuming from the previous checkpoint drops the newer one (its epoch
+        is trained again, to the same result) so that the two kept stay the last two epochs."""
+        if path.name == self.PREVIOUS_CHECKPOINT:
+            os.replace(path, self.dir / self.CHECKPOINT)
+        self.history = list(ckpt["history"])
+        self.epoch = ckpt["epoch"]
         self.wall_time_s = float(ckpt.get("wall_time_s", 0.0))
         self._started = time.time()
         write_csv(self.dir / "history.csv", self.history)
-        print(f"[hw2] resuming {self.spec.name} after epoch {len(self.history)}", flush=True)
-        return state
+        print(f"[hw2] resuming {self.spec.name} after epoch {self.epoch}", flush=True)
+        return ckpt["state"]
 
     def finish(self, summary: dict, env: dict | None = None) -> Path:
-        """Seal the run: env.json, summary.json with a manifest, then rename into place."""
-        (self.dir / self.CHECKPOINT).unlink(missing_ok=True)
+        """Seal the run: env.json, summary.json with a manifest (size and sha256 of every other file), then
+        rename into place."""
+        for name in (self.CHECKPOINT, self.PREVIOUS_CHECKPOINT):
+            (self.dir / name).unlink(missing_ok=True)
         if not (self.dir / "history.csv").exists():
             write_csv(self.dir / "history.csv", self.history)
         self.write_json("env.json", {**environment(), **(env or {}), "wall_time_s": round(self.elapsed(), 3)})
-        files = {p.name: p.stat().st_size for p in sorted(self.dir.iterdir())
+        files = {p.name: manifest_entry(p) for p in sorted(self.dir.iterdir())
                  if p.is_file() and not p.name.startswith(".")}
         summary = {"status": "complete", **summary, "name": self.spec.name, "key": self.spec.key,
                    "experiment": self.spec.experiment, "profile": self.spec.profile,
                    "data_source": self.spec.data_source, "code": self.spec.code, "files": files}
-        self.write_json("summary.json", summary)
+        write_summary(self.dir / "summary.json", summary)
         if self.spec.path.exists():
             _move_aside(self.spec.path, "replaced by a newer complete run")
         os.replace(self.dir, self.spec.path)
         return self.spec.path
+
+
+def load_shared_checkpoint(runs: list[Run]) -> tuple[int, list[dict]] | None:
+    """Runs trained together (a sweep) resume together: the last epoch every one of them has a checkpoint of, and
+    each run's training state at it; None to train them all from the start.
+
+    A kill or a full disk between the members' checkpoint writes leaves them an epoch apart; each keeps the
+    checkpoint before its newest, so they share the earlier epoch, and the members ahead train theirs again."""
+    found = [run.checkpoints() for run in runs]
+    shared = set.intersection(*(set(f) for f in found)) if found else set()
+    if not shared:
+        for run, checkpoints in zip(runs, found):
+            for path, _ in checkpoints.values():  # kept, not overwritten by the new start
+                _move_aside(path, "the runs trained with it have no checkpoint of the same epoch; they all start "
+                                  "again from the first epoch")
+        return None
+    epoch = max(shared)
+    ahead = [f"{run.spec.name} (epoch {max(checkpoints)})" for run, checkpoints in zip(runs, found)
+             if max(checkpoints) > epoch]
+    if ahead:
+        print(f"[hw2] the runs trained together were checkpointed unevenly (a write was cut short); all resume "
+              f"from epoch {epoch}, the last they share, and train again what {', '.join(ahead)} had done after it",
+              flush=True)
+    return epoch, [run._resume(*checkpoints[epoch]) for run, checkpoints in zip(runs, found)]
+
+
+def checkpointed_epoch(specs: list[RunSpec]) -> int | None:
+    """The epoch that runs trained together would resume from (None: no shared checkpoint); reads only."""
+    found = [set(Run(spec).checkpoints(move_unreadable=False)) for spec in specs]
+    return max(set.intersection(*found), default=None) if found else None
 
 
 def environment() -> dict:
@@ -360,29 +470,70 @@ def _move_aside(path: Path, reason: str) -> Path:
     return dest
 
 
+# --- the manifest: what a finished run's folder held when it was sealed ------------------------------------------
+# summary.json lists every other file of the folder with its size and sha256, and records the sha256 of its own
+# content (less that field): a file removed, truncated or edited in place, even keeping its size, is found.
+
+SUMMARY_DIGEST = "summary_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_entry(path: Path) -> dict:
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def _summary_digest(summary: dict) -> str:
+    return hashlib.sha256(json.dumps({k: v for k, v in summary.items() if k != SUMMARY_DIGEST},
+                                     sort_keys=True).encode()).hexdigest()
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """Write summary.json with the digest of its own content."""
+    summary = _jsonable(summary)
+    atomic_write_json(path, {**summary, SUMMARY_DIGEST: _summary_digest(summary)})
+
+
 def check_complete(path: Path) -> str | None:
-    """None if `path` is a complete run folder, else what is wrong with it."""
+    """None if `path` is a complete run folder holding exactly the files it was sealed with, else "missing" or
+    what is wrong with it ("incomplete: ...", "damaged: ...", "unverifiable: ...")."""
     path = Path(path)
     if not path.is_dir():
         return "missing"
     try:
         summary = json.loads((path / "summary.json").read_text())
     except FileNotFoundError:
-        return "summary.json is missing (the run never finished)"
+        return "incomplete: summary.json is missing (the run never finished)"
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return f"summary.json is unreadable ({exc})"
-    if summary.get("status") not in ("complete", "diverged"):
-        return f"status is {summary.get('status')!r}"
+        return f"damaged: summary.json is unreadable ({exc})"
+    if not isinstance(summary, dict) or summary.get("status") not in ("complete", "diverged"):
+        return f"incomplete: summary.json's status is {summary.get('status') if isinstance(summary, dict) else None!r}"
+    files = summary.get("files")
+    if not isinstance(files, dict) or not files:
+        return "incomplete: summary.json holds no manifest of the run's files (the run was never sealed)"
+    if SUMMARY_DIGEST not in summary or not all(isinstance(e, dict) and "sha256" in e for e in files.values()):
+        return ("unverifiable: its manifest records no content hashes (the run was sealed by an earlier version of "
+                "hw2), so its files cannot be checked")
+    if summary[SUMMARY_DIGEST] != _summary_digest(summary):
+        return "damaged: summary.json was edited after the run finished (its content differs from its recorded sha256)"
     for name in REQUIRED_FILES:
-        if not (path / name).is_file():
-            return f"{name} is missing"
-    for name, size in summary.get("files", {}).items():
-        if name == "summary.json":
-            continue
-        if not (path / name).is_file():
-            return f"{name} is listed in the manifest but missing"
-        if (path / name).stat().st_size != size:
-            return f"{name} has {(path / name).stat().st_size} bytes, the manifest says {size}"
+        if name != "summary.json" and name not in files:
+            return f"incomplete: {name} is not in the manifest"
+    for name, entry in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"damaged: {name} is in the manifest but missing"
+        if file.stat().st_size != entry["bytes"]:
+            return (f"damaged: {name} has {file.stat().st_size} bytes, the manifest says {entry['bytes']} (changed "
+                    f"after the run finished)")
+        if file_sha256(file) != entry["sha256"]:
+            return f"damaged: {name} differs from the manifest's sha256 (edited in place after the run finished)"
     return None
 
 
@@ -422,12 +573,15 @@ def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]],
             stack.enter_context(locked(spec))
         todo = []
         for spec in specs:
+            # What writers of this run killed earlier left behind (we hold its lock: no live writer is at work).
+            for folder, prefix in ((spec.partial_path, "."), (spec.path, "."), (spec.path.parent, f".{spec.name}.")):
+                remove_dead_temporaries(folder, prefix)
             problem = check_complete(spec.path)
             if problem is None:
                 print(f"[hw2] {spec.name} is complete; reusing it", flush=True)
                 continue
             if problem != "missing":
-                _move_aside(spec.path, f"incomplete run folder: {problem}; training it again")
+                _move_aside(spec.path, f"{problem}; training it again")
             spec.partial_path.mkdir(parents=True, exist_ok=True)
             run = Run(spec)
             run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
@@ -469,16 +623,33 @@ class LoadedRun:
         return changed_files(self.config, self.summary["experiment"]) if self.stale else []
 
     def file(self, name: str) -> Path:
+        """A file of the run, one its manifest vouches for."""
+        if name not in self.summary["files"]:
+            raise RunError(f"{self.path} has no {name} in its manifest: the run did not write it")
         return self.path / name
 
 
+def remake_hint(experiment: str, profile: str | None) -> str:
+    """The command that moves a damaged run aside and trains it again."""
+    from hw2.experiments import BY_NAME
+
+    if experiment not in BY_NAME:
+        return "`python -m hw2 runs`"
+    return f"`{f'PROFILE={profile} ' if profile else ''}make {BY_NAME[experiment].make_target}`"
+
+
 def load(path: Path) -> LoadedRun:
+    """A complete run, or a RunError saying what is wrong with it and which command trains it again."""
     import pandas as pd
 
     path = Path(path)
     problem = check_complete(path)
     if problem is not None:
-        raise RunError(f"{path} is not a complete run: {problem}")
+        profile = None
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            profile = json.loads((path / "config.json").read_text()).get("profile")
+        raise RunError(f"{path} cannot be used: {problem}; {remake_hint(path.parent.name, profile)} moves it to "
+                       f"{path.parent / '.trash'} and trains it again")
     hist_path = path / "history.csv"
     history = pd.read_csv(hist_path) if hist_path.stat().st_size > 0 else pd.DataFrame()
     return LoadedRun(path, json.loads((path / "config.json").read_text()),
@@ -487,24 +658,28 @@ def load(path: Path) -> LoadedRun:
 
 
 def list_runs(experiment: str, profile: str | None = None, current_code: bool = True) -> list[LoadedRun]:
-    """Complete runs of an experiment (of one profile, and of the current code unless told otherwise)."""
+    """Complete runs of an experiment (of one profile, and of the current code unless told otherwise).
+
+    A damaged run among them is never shown, nor silently left out (a sweep missing one run would change what
+    the report concludes): `load` raises a RunError naming the file and the command that trains it again."""
     root = results_dir() / experiment
     runs = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if path.name.startswith(".") or path.name.endswith(".partial"):
             continue
-        try:  # filter on summary.json before loading the rest (and checking the manifest) in `load`
-            summary = json.loads((path / "summary.json").read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        identity = None
+        for name in ("config.json", "summary.json"):  # filter before loading (and checking the manifest)
+            with contextlib.suppress(OSError, ValueError):
+                identity = identity or json.loads((path / name).read_text())
+        if not isinstance(identity, dict):
+            print(f"[hw2] {path} is left out: neither its config.json nor its summary.json can be read, so it "
+                  f"is no run of any profile", file=sys.stderr, flush=True)
             continue
-        if profile and summary.get("profile") != profile:
+        if profile and identity.get("profile") != profile:
             continue
-        if current_code and summary.get("code") != code_hash(experiment):
+        if current_code and identity.get("code") != code_hash(experiment):
             continue
-        try:
-            runs.append(load(path))
-        except RunError:  # incomplete or damaged: not a run to show
-            continue
+        runs.append(load(path))
     return runs
 
 
@@ -572,7 +747,7 @@ def find(spec: RunSpec, make_target: str) -> LoadedRun:
     """The complete run for `spec`, or an error that names the make target producing it."""
     problem = check_complete(spec.path)
     if problem is not None:
-        raise RunError(f"run {spec.path} is {problem}: run `PROFILE={spec.profile} make {make_target}` first")
+        raise RunError(f"run {spec.path}: {problem}; run `PROFILE={spec.profile} make {make_target}` first")
     return load(spec.path)
 
 
@@ -580,5 +755,5 @@ def add_to_manifest(path: Path, name: str) -> None:
     """Record a file added to a sealed run folder (the executed notebook) in its manifest."""
     summary_path = Path(path) / "summary.json"
     summary = json.loads(summary_path.read_text())
-    summary["files"][name] = (Path(path) / name).stat().st_size
-    atomic_write_json(summary_path, summary)
+    summary["files"][name] = manifest_entry(Path(path) / name)
+    write_summary(summary_path, summary)

@@ -1,9 +1,11 @@
 """The run store: keys, atomic sealing, corrupt folders, locking."""
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from pathlib import Path
 
@@ -43,6 +45,7 @@ def test_execute_seals_a_complete_folder_and_reuses_it(results_dir, capsys):
     summary = json.loads((s.path / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["final_loss"] == 0.5
     assert set(summary["files"]) == {"config.json", "env.json", "history.csv", "weights.bin"}
+    assert summary["files"]["weights.bin"] == {"bytes": 1, "sha256": hashlib.sha256(b"w").hexdigest()}
     env = json.loads((s.path / "env.json").read_text())
     assert {"python", "torch", "git_commit", "wall_time_s", "cpu_count"} <= set(env)
 
@@ -53,22 +56,66 @@ def test_execute_seals_a_complete_folder_and_reuses_it(results_dir, capsys):
     assert "complete; reusing it" in capsys.readouterr().out
 
 
+def _edit_summary(path, change, reseal):
+    """Change summary.json: as the store writes it (`reseal`, with a fresh digest) or by hand."""
+    summary = json.loads((path / "summary.json").read_text())
+    change(summary)
+    if reseal:
+        summary.pop(store.SUMMARY_DIGEST, None)
+        store.write_summary(path / "summary.json", summary)
+    else:
+        (path / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _same_size_edit(path):
+    """history.csv edited in place, keeping its size: its last row's loss 0.5 becomes 0.9."""
+    text = (path / "history.csv").read_text()
+    (path / "history.csv").write_text(text.replace("0.5", "0.9"))
+    assert len((path / "history.csv").read_text()) == len(text)
+
+
 @pytest.mark.parametrize("damage, reason", [
-    (lambda p: (p / "summary.json").unlink(), "summary.json is missing"),
-    (lambda p: (p / "summary.json").write_text("{not json"), "unreadable"),
-    (lambda p: (p / "weights.bin").write_text("truncated!"), "the manifest says"),
-    (lambda p: (p / "history.csv").unlink(), "history.csv is missing"),
+    (lambda p: (p / "summary.json").unlink(), "incomplete: summary.json is missing"),
+    (lambda p: (p / "summary.json").write_text("{not json"), "damaged: summary.json is unreadable"),
+    (lambda p: (p / "weights.bin").write_text("truncated!"), "damaged: weights.bin has 10 bytes, the manifest says 1"),
+    (lambda p: (p / "history.csv").unlink(), "damaged: history.csv is in the manifest but missing"),
+    (_same_size_edit, "damaged: history.csv differs from the manifest's sha256 (edited in place"),
+    (lambda p: _edit_summary(p, lambda s: s.pop("files"), reseal=True), "incomplete: summary.json holds no manifest"),
+    (lambda p: _edit_summary(p, lambda s: s.update(final_loss=0.1), reseal=False),
+     "damaged: summary.json was edited after the run finished"),
+    (lambda p: _edit_summary(p, lambda s: s.update(files={k: v["bytes"] for k, v in s["files"].items()}),
+                             reseal=False), "unverifiable: its manifest records no content hashes"),
 ])
 def test_a_damaged_folder_is_moved_aside_and_redone(results_dir, capsys, damage, reason):
     s = spec()
     store.execute(s, trivial_train)
     damage(s.path)
     assert reason in store.check_complete(s.path)
+    with pytest.raises(store.RunError, match="cannot be used: " + re.escape(reason)):
+        store.list_runs("demo")  # never shown, never silently left out
     store.execute(s, trivial_train)
     assert store.check_complete(s.path) is None
     trash = list((results_dir / "demo" / ".trash").iterdir())
     assert len(trash) == 1 and trash[0].name.startswith(s.name)  # the damaged copy is kept, not deleted
-    assert "moved to" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"was moved to {trash[0]}: {reason}" in err and "; training it again" in err
+
+
+def test_the_report_refuses_a_damaged_run_naming_the_file_and_the_command(results_dir):
+    from hw2 import report
+    from runfolders import q2_runs
+
+    runs = q2_runs("smoke")
+    assert len(report.require_runs("q2_cnn", "smoke")) == 6
+    _same_size_edit(runs[2].path)
+    with pytest.raises(store.RunError) as error:
+        report.require_runs("q2_cnn", "smoke")
+    assert str(error.value) == (
+        f"{runs[2].path} cannot be used: damaged: history.csv differs from the manifest's sha256 (edited in place "
+        f"after the run finished); `PROFILE=smoke make runs-q2` moves it to {runs[2].path.parent / '.trash'} and "
+        f"trains it again")
+    with pytest.raises(store.RunError, match="no test_predictions.csv in its manifest"):
+        runs[0].file("test_predictions.csv")
 
 
 def test_a_failing_training_leaves_only_a_partial_folder(results_dir):
@@ -125,15 +172,13 @@ def test_two_processes_asking_for_one_run_train_it_once(results_dir, capfd):
     assert not list((results_dir / "demo").glob(".trash"))
 
 
-def test_list_runs_filters_profile_and_code(results_dir):
+def test_list_runs_filters_profile_and_code(results_dir, monkeypatch):
     store.execute(spec(), trivial_train)
     store.execute(spec(profile="quick"), trivial_train)
     assert [r.summary["profile"] for r in store.list_runs("demo", "quick")] == ["quick"]
     assert len(store.list_runs("demo")) == 2
-    summary_path = store.list_runs("demo", "quick")[0].path / "summary.json"
-    summary = json.loads(summary_path.read_text())
-    summary["code"] = "stale"
-    summary_path.write_text(json.dumps(summary))
+    current = store.code_hash("demo")
+    monkeypatch.setattr(store, "code_hash", lambda experiment: "changed" if experiment == "demo" else current)
     assert store.list_runs("demo", "quick") == []
     assert len(store.list_runs("demo", "quick", current_code=False)) == 1
 
@@ -207,6 +252,15 @@ def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_
     monkeypatch.setenv("HW2_STALE", "maybe")
     with pytest.raises(store.RunError, match="HW2_STALE must be 'use'"):
         store.runs_for_report("q1_attention", "smoke")
+    # a run whose files no longer match its manifest: status names it, the file and what to do
+    monkeypatch.setattr(store, "code_fingerprints", lambda experiment: before)
+    text = (run.path / "history.csv").read_text()
+    (run.path / "history.csv").write_text(text[:-2] + ("0" if text[-2] != "0" else "1") + text[-1])
+    assert main(["status", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "0 current, 0 stale, 0 missing, 1 damaged; `PROFILE=smoke make runs-q1` makes them" in out
+    assert (f"  damaged {run.path.name}: history.csv differs from the manifest's sha256 (edited in place "
+            f"after the run finished); `PROFILE=smoke make runs-q1` moves it to .trash and trains it again") in out
 
 
 def test_the_command_line_refuses_what_it_does_not_understand(capsys):
