@@ -2,16 +2,22 @@
 
 The experiments are those of `hw2.experiments`; each module follows its `ExperimentModule` contract
 (prepare_data, plan, specs, run). The executed notebook is kept in each run folder it wrote, as run.ipynb.
+
+Ctrl-C stops the notebooks being executed (their runs keep the checkpoint of their last finished epoch) and
+the runner, which says what was kept and exits with status 130 (`Interrupted`); the same command resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hw2 import store
@@ -41,32 +47,121 @@ def refuse_unknown_parameters(namespace: dict, known: list[str], notebook: str) 
         raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(known)}")
 
 
-def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec]) -> None:
+def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec], **papermill_options) -> None:
     """papermill the notebook with `parameters`; copy the executed notebook into the run folders it sealed.
 
-    The executed notebook's temporary name is unique per process, and a run folder that already holds its
-    run.ipynb (one that another process trained while this one waited) is never rewritten."""
+    The executed notebook's temporary name is unique per process (and removed however the execution ends), and
+    a run folder that already holds its run.ipynb (one that another process trained while this one waited) is
+    never rewritten."""
     import papermill
 
     first = specs[0]
     first.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = first.path.with_name(f".{first.name}.run.{os.getpid()}.{threading.get_ident()}.ipynb")
-    papermill.execute_notebook(
-        str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
-        log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
-    )
-    for spec in specs:
-        problem = store.check_complete(spec.path)
-        if problem:
-            raise store.RunError(f"{notebook} finished but {spec.path} is {problem}; the notebook must call "
-                                 f"the experiment's run function with the parameters it was given")
-        if (spec.path / "run.ipynb").exists():
-            continue  # a finished run's record is never rewritten
-        part = spec.path / f".run.ipynb.{os.getpid()}.tmp"
-        shutil.copyfile(tmp, part)
-        os.replace(part, spec.path / "run.ipynb")
-        store.add_to_manifest(spec.path, "run.ipynb")
-    tmp.unlink()
+    tmp = store.temporary_path(first.path.with_name(first.name + ".run"), suffix=".ipynb")
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
+            log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
+            **papermill_options,
+        )
+        for spec in specs:
+            problem = store.check_complete(spec.path)
+            if problem:
+                raise store.RunError(f"{notebook} finished but {spec.path}: {problem}; the notebook must call "
+                                     f"the experiment's run function with the parameters it was given")
+            if (spec.path / "run.ipynb").exists():
+                continue  # a finished run's record is never rewritten
+            part = store.temporary_path(spec.path / "run.ipynb")
+            shutil.copyfile(tmp, part)
+            os.replace(part, spec.path / "run.ipynb")
+            store.add_to_manifest(spec.path, "run.ipynb")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# After Ctrl-C, how long the notebooks may take to stop by themselves (their kernels interrupted, so the
+# training code unwinds) before their kernels are killed; the checkpoints on disk are whole either way.
+STOP_GRACE_S = 15.0
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the runner; the message is the line that says what was kept and how to resume."""
+
+
+class _Stopper:
+    """Ctrl-C for the notebooks that worker threads execute. Jupyter starts each kernel in a session of its own,
+    so a terminal's Ctrl-C reaches only this process: the first one interrupts the kernels (again every
+    second, for a kernel between two cells, which ignores it) and lets queued executions never start; after
+    STOP_GRACE_S, or at a second Ctrl-C, the kernels are killed."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.hurry = False
+        self.kernels: list = []  # the kernel manager of every execution started
+        self.running: dict[int, list[store.RunSpec]] = {}  # worker thread -> the runs its execution trains
+
+    def on_sigint(self, signum, frame) -> None:
+        if self.requested.is_set():
+            self.hurry = True
+        self.requested.set()
+
+    def kernel_manager_class(self):
+        """nbclient's kernel manager, recording each one it makes so that its kernel can be signalled."""
+        from jupyter_client import AsyncKernelManager
+
+        kernels = self.kernels
+
+        class RecordedKernelManager(AsyncKernelManager):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                kernels.append(self)
+
+        return RecordedKernelManager
+
+    def signal_kernels(self, signum: int) -> None:
+        for manager in list(self.kernels):
+            group = getattr(getattr(manager, "provisioner", None), "pgid", None)  # the kernel and its children
+            if group:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signum)
+
+    def wait(self, futures) -> None:
+        """Wait for the executions; after Ctrl-C, stop them."""
+        deadline = last_interrupt = None
+        while wait(futures, timeout=0.2).not_done:
+            if not self.requested.is_set():
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + STOP_GRACE_S
+                for future in futures:
+                    future.cancel()  # those not started yet
+                # What the stopping kernels still print ("Kernel died ...") would bury the line saying what was kept.
+                logging.getLogger("papermill").setLevel(logging.CRITICAL)
+            if self.hurry or now > deadline:
+                self.signal_kernels(signal.SIGKILL)
+            elif last_interrupt is None or now - last_interrupt >= 1.0:
+                self.signal_kernels(signal.SIGINT)
+                last_interrupt = now
+
+    def kept(self) -> str:
+        """One line: each interrupted run, the epoch of the checkpoint it keeps, and how to resume."""
+        parts = []
+        for specs in self.running.values():
+            specs = [s for s in specs if store.check_complete(s.path) is not None]  # not those it had finished
+            if not specs:
+                continue
+            names = ", ".join(f"{s.experiment}/{s.name}" for s in specs)
+            epoch = store.checkpointed_epoch(specs)
+            parts.append(f"{names} keep{'s' if len(specs) == 1 else ''} "
+                         + (f"the checkpoint of epoch {epoch}" if epoch else "no checkpoint (no epoch had finished)"))
+        if not parts:
+            return NOTHING_IN_PROGRESS
+        return f"[hw2] stopped by Ctrl-C: {'; '.join(parts)}; run the same command again to resume"
+
+
+NOTHING_IN_PROGRESS = ("[hw2] stopped by Ctrl-C with no run in progress (finished runs are kept); run the same "
+                       "command again for the rest")
 
 
 def run_question(question: str, profile: str | None = None, jobs: int = 1) -> int:
@@ -88,22 +183,38 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
     print(f"[hw2] {question}: profile={profile} data={source}: {n_runs} runs planned, "
           f"{n_runs - n_todo} complete, {n_todo} to run", flush=True)
     failures = []
+    stopper = _Stopper()
 
     def one(item):
         params, specs = item
         names = ", ".join(s.name for s in specs)
         start = time.time()
+        if stopper.requested.is_set():
+            return  # Ctrl-C came before this one started
         print(f"[hw2] {question}: running {names} with {params}", flush=True)
+        stopper.running[threading.get_ident()] = specs
         try:
-            execute_notebook(ROOT / module.NOTEBOOK, {**params, "profile": profile}, specs)
+            execute_notebook(ROOT / module.NOTEBOOK, {**params, "profile": profile}, specs,
+                             kernel_manager_class=stopper.kernel_manager_class())
         except Exception as exc:  # one failed execution must not stop the others
+            if stopper.requested.is_set():
+                return  # stopped by Ctrl-C: the main thread says what was kept
             failures.append((names, exc))
             print(f"[hw2] {question}: {names} FAILED: {exc}", file=sys.stderr, flush=True)
-            return
-        print(f"[hw2] {question}: {names} done in {time.time() - start:.0f} s", flush=True)
+        else:
+            print(f"[hw2] {question}: {names} done in {time.time() - start:.0f} s", flush=True)
+        del stopper.running[threading.get_ident()]
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, todo))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, stopper.on_sigint) if in_main else None
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            stopper.wait([pool.submit(one, item) for item in todo])
+    finally:
+        if in_main and not stopper.requested.is_set():  # after a Ctrl-C, a further one stays caught until exit
+            signal.signal(signal.SIGINT, previous)
+    if stopper.requested.is_set():
+        raise Interrupted(stopper.kept())
     if failures:
         print(f"[hw2] {question}: {len(failures)} run(s) failed: {', '.join(n for n, _ in failures)}",
               file=sys.stderr)
