@@ -7,12 +7,14 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
+from hw2.data import octmnist
 from hw2.profiles import q2_config
 from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, seed_of, table
 from hw2.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")  # OCTMNIST's classes 0..3
+TRAIN_SHARE = dict(zip(CLASSES, (n / sum(octmnist.CLASS_COUNTS["train"]) for n in octmnist.CLASS_COUNTS["train"])))
 # A classifier counts as collapsed when one class takes this share of its predictions on the whole (balanced)
 # test split: it has stopped telling the classes apart, whatever its accuracy says.
 COLLAPSE_SHARE = 0.9
@@ -78,6 +80,12 @@ class Q2Config:
         shares = self.prediction_shares or {}
         top = max(shares, key=shares.get, default=None)
         return top if top is not None and shares[top] >= COLLAPSE_SHARE else None
+
+    @property
+    def never_predicted(self) -> list[str]:
+        """The classes this classifier predicts for no test image."""
+        shares = self.prediction_shares or {}
+        return [name for name, share in shares.items() if share == 0]
 
     def class_share(self, name: str, split: str) -> float:
         """The share of the split's images whose true class is `name` (from the recorded confusion matrix)."""
@@ -177,10 +185,8 @@ class Q2Results:
     @property
     def protocol(self) -> dict:
         """The statement's protocol: epochs and training images (all of OCTMNIST's training split)."""
-        from hw2.data.octmnist import CLASS_COUNTS
-
-        return {"epochs": q2_config("full").epochs, "n_train": sum(CLASS_COUNTS["train"]),
-                "n_val": sum(CLASS_COUNTS["val"])}
+        return {"epochs": q2_config("full").epochs, "n_train": sum(octmnist.CLASS_COUNTS["train"]),
+                "n_val": sum(octmnist.CLASS_COUNTS["val"])}
 
     @property
     def n_val(self) -> int:
