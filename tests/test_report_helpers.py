@@ -1,4 +1,12 @@
-"""Report helpers: run provenance in captions, mean ± std over seeds, missing runs naming their make target."""
+"""Report helpers: run references in captions and the provenance appendix, mean ± std over seeds, missing runs
+naming their make target, the Typst template's first page and floats."""
+import dataclasses
+import html
+import json
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 
 import runfolders
@@ -13,15 +21,66 @@ def test_mean_std_and_versus():
     assert report.versus(0.1, 0.1) == "equal (0.1000 against 0.1000)"
 
 
-def test_several_seeds_give_mean_and_std_and_captions_name_every_run(results_dir):
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_several_seeds_give_mean_and_std_and_captions_cite_every_run_briefly(results_dir):
     runs = runfolders.q2_runs(seeds=(1, 2))
     q2 = report_q2.Q2Results("smoke")
     assert q2.seeds == 2
     table = q2.table("tbl-x", "All runs.").data
     assert "±" in table and "All runs." in table
-    for run in runs:  # short key and seed of every run, the profile and the stand-in data
-        assert f"{run.short_key} (seed {report.seed_of(run)})" in table
-    assert "profile smoke" in table and "generated stand\\-in data" in table
+    # the 12 runs are R1-R12 of the provenance appendix: one range and a cross-reference, no keys or seeds
+    (caption,) = [line for line in table.splitlines() if line.startswith(": ")]
+    assert caption == ": All runs. Runs R1–R12 (@tbl-provenance), on generated stand-in data. {#tbl-x}"
+    assert [report.run_numbers("smoke")[r.path] for r in report.numbered_runs("smoke")] == list(range(1, 13))
+    assert sorted(r.path for r in report.numbered_runs("smoke")) == sorted(r.path for r in runs)
+
+
+def test_run_references_are_ranges_of_the_appendix_numbers(results_dir, tmp_path):
+    runfolders.q2_runs()
+    runfolders.q3_runs()
+    runs = report.numbered_runs("smoke")  # Q2's six, then Q3's two (the registry's order)
+    assert [r.summary["experiment"] for r in runs] == ["q2_cnn"] * 6 + ["q3_asr"] * 2
+    assert report.run_refs([runs[0]]) == "R1" and report.run_refs(runs[3:5]) == "R4, R5"
+    assert report.run_refs([runs[7], runs[0], runs[1], runs[2], runs[5]]) == "R1–R3, R6, R8"
+    assert report.provenance(runs[6:]) == "Runs R7, R8 (@tbl-provenance), on generated stand-in data."
+    elsewhere = dataclasses.replace(runs[0], path=tmp_path / "elsewhere")
+    with pytest.raises(RunError, match=r"elsewhere: not among the runs the report shows .* no row to cite"):
+        report.run_refs([elsewhere])
+
+
+def _cells(markdown: str) -> tuple[list[list[str]], str, str]:
+    """(rows of cells as text, caption, label) of the one table pandoc reads from `markdown`."""
+    import pypandoc
+
+    out = pypandoc.convert_text(markdown, "html", format="markdown")
+    rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", "", c)).split())
+             for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)] for r in re.findall(r"<tr[^>]*>(.*?)</tr>", out, re.S)]
+    caption = html.unescape(re.sub(r"<[^>]+>", "", re.search(r"<caption>(.*?)</caption>", out, re.S).group(1)))
+    caption, label = re.fullmatch(r"(.*) \{#([\w-]+)\}", " ".join(caption.split())).groups()  # Quarto's label
+    return rows, caption, label
+
+
+def test_the_provenance_appendix_lists_every_run_from_its_folder(results_dir):
+    with pytest.raises(RunError, match=r"no runs of profile 'smoke' in .* run `PROFILE=smoke make runs` first"):
+        report.provenance_table("smoke", "Every run.")
+    runfolders.q2_runs()
+    runfolders.q3_runs()
+    rows, caption, label = _cells(report.provenance_table("smoke", "Every run.").data)
+    assert label == report.PROVENANCE_LABEL and caption == "Every run."
+    header, *rows = rows
+    assert header == list(report.PROVENANCE_COLUMNS) and len(rows) == 8
+    for n, (run, row) in enumerate(zip(report.numbered_runs("smoke"), rows), start=1):
+        config, env = json.loads(run.file("config.json").read_text()), json.loads(run.file("env.json").read_text())
+        ref, folder, configuration, code, environment, wall = row
+        assert ref == f"R{n}" and folder == f"{run.summary['experiment']}/{run.name}; data {config['data_source']}"
+        assert configuration.split("; ") == [f"{k}={json.dumps(v).strip(chr(34))}" for k, v in config["config"].items()]
+        assert code == f"code {config['code'][:12]}, commit {env['git_commit']}"
+        device = env.get("device") or "not recorded"  # a field env.json lacks is said so, never guessed
+        assert environment.startswith(f"Python {env['python']}, torch {env['torch']}, NumPy {env['numpy']}; {device}, "
+                                      f"{env['torch_threads']} torch thread(s) of {env['cpu_count']} CPUs")
+        assert wall.startswith(f"{env['wall_time_s']:.1f} s, finished {env['finished_at'][:10]}")
 
 
 def test_missing_runs_name_the_make_target(results_dir):
@@ -48,7 +107,7 @@ def test_figures_need_axis_labels(results_dir, tmp_path, monkeypatch):
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     md = report.figure(fig, "fig-a", "A.", "no run").data
-    assert md.startswith("![A. `#text(") and "{#fig-a width=75%}" in md and (tmp_path / "_figures/fig-a.png").is_file()
+    assert md.startswith("![A. no run](") and "{#fig-a width=75%}" in md and (tmp_path / "_figures/fig-a.png").is_file()
 
 
 def test_q3_facts_come_from_the_runs(results_dir):
@@ -117,3 +176,40 @@ def test_output_sizes_follow_the_formula_and_the_traced_model():
         for kernel, stride, padding in chain:
             n = report_q2.conv_output(n, kernel, stride, padding)
         assert n == 6 and shapes[no_maxpool]["flatten"][1] == (16 * n * n,)
+
+
+def _typst_pages(tmp_path: Path, body: str) -> list[str]:
+    """The text of each page of `body` compiled inside hw2's template (as both renderers call it)."""
+    import typst
+
+    source = tmp_path / "doc.typ"
+    source.write_text((ROOT / "hw2" / "typst" / "typst-template.typ").read_text()
+                      + '\n#show: doc => article(title: [Homework 2], toc: true, toc_depth: 2, doc)\n' + body)
+    typst.compile(str(source), output=str(tmp_path / "doc.pdf"), ignore_system_fonts=True)
+    text = subprocess.run(["pdftotext", str(tmp_path / "doc.pdf"), "-"], capture_output=True, text=True, check=True)
+    return [" ".join(page.split()) for page in text.stdout.split("\f")[:-1]]
+
+
+def test_the_template_keeps_the_contents_on_the_title_page_and_floats_what_does_not_fit(tmp_path):
+    pages = _typst_pages(tmp_path, """
+Group 42.
+#metadata("title page") <titlepage-end>
+= First question
+#lorem(350)
+#figure(rect(width: 100%, height: 12cm), caption: [A large figure.]) <fig-big>
+Text written after the figure. #lorem(40)
+
+#figure(table(columns: 2, table.header([Run], [Key]), ..range(90).map(i => ([R#i], [k#i])).flatten()),
+  caption: [Provenance.], kind: table) <tbl-provenance>
+Last words.
+""")
+    # one first page: title, group, contents and the first question (no page of its own for the contents)
+    assert pages[0].startswith("Homework 2 Group 42. Contents First question")
+    assert pages[0].count("First question") == 2
+    # the figure does not fit under the text: it moves to the next page and the text after it fills this one
+    assert "Text written after the figure." in pages[0] and "Figure 1: A large figure." in pages[1]
+    # the provenance table is never floated: it starts where it is written and breaks across pages,
+    # repeating its header
+    start = next(i for i, p in enumerate(pages) if "Table 1: Provenance." in p)
+    assert "R0 k0" in pages[start] and "R89 k89" in pages[-1] and start < len(pages) - 1
+    assert "Run Key" in pages[-1] and "Last words." in pages[-1]
