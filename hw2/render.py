@@ -205,9 +205,7 @@ def parse(lines: list[Line], root: Path) -> list:
             i += 1
             continue
         marker, info = fence.group(2), fence.group(3).strip()
-        end = next((j for j in range(i + 1, len(lines))
-                    if lines[j].text.strip().startswith(marker) and not lines[j].text.strip().strip(marker[0])),
-                   None)
+        end = _fence_end(lines, i, marker)
         if end is None:
             raise RenderError(f"{line.where(root)}: code block never closed (no matching {marker})")
         body = lines[i + 1:end]
@@ -228,6 +226,27 @@ def parse(lines: list[Line], root: Path) -> list:
     if prose:
         blocks.append(Markdown(prose))
     return blocks
+
+
+def _fence_end(lines: list[Line], start: int, marker: str) -> int | None:
+    """The index of the line closing the fence opened at `start` with `marker`, or None."""
+    return next((j for j in range(start + 1, len(lines))
+                 if lines[j].text.strip().startswith(marker) and not lines[j].text.strip().strip(marker[0])), None)
+
+
+def raw_typst_bodies(lines: list[Line]) -> list[list[Line]]:
+    """The lines inside each raw ```{=typst} block, in order (not those shown inside another code block)."""
+    bodies, i = [], 0
+    while i < len(lines):
+        fence = FENCE_RE.match(lines[i].text)
+        end = _fence_end(lines, i, fence.group(2)) if fence else None
+        if end is None:
+            i += 1
+            continue
+        if fence.group(3).strip() == "{=typst}":
+            bodies.append(lines[i + 1:end])
+        i = end + 1
+    return bodies
 
 
 def _check_prose(line: Line, root: Path) -> None:
@@ -394,6 +413,11 @@ def _strip_ansi(text: str) -> str:
 
 # --- splicing -----------------------------------------------------------------------------------------------
 
+# The first line of each raw {=typst} block in the generated .typ names its .qmd line: a typst error there is
+# reported at the .qmd line (`source_map`).
+SOURCE_MARK = "// from "
+
+
 def splice(items: list, figure_dir: Path, doc_dir: Path, root: Path, execute_opts: dict) -> str:
     """The Markdown pandoc reads: prose with inline values, and each cell's code and outputs."""
     values = {}
@@ -406,7 +430,11 @@ def splice(items: list, figure_dir: Path, doc_dir: Path, root: Path, execute_opt
     for item in items:
         if isinstance(item, Markdown):
             text = []
+            raw_starts = {(body[0].file, body[0].number) for body in raw_typst_bodies(item.lines) if body}
             for line, in_fence in zip(item.lines, fenced(line.text for line in item.lines)):
+                if (line.file, line.number) in raw_starts:  # a Typst comment: where the block's lines come from
+                    indent = re.match(r"\s*", text[-1]).group()  # the fence's (a block inside a list item)
+                    text.append(f"{indent}{SOURCE_MARK}{line.where(root)}")
                 if in_fence or not INLINE_RE.search(line.text):
                     text.append(line.text)
                     continue
@@ -597,14 +625,60 @@ def _relpath(path: Path, start: Path) -> str:
     return os.path.relpath(Path(path).resolve(), Path(start).resolve())
 
 
-def compile_typst(typ: Path, pdf: Path, root: Path) -> None:
+def source_map(typ_text: str, lines: list[Line], root: Path) -> dict[int, Line]:
+    """{line number in the .typ: the .qmd line} for the lines of raw {=typst} blocks, found after their
+    SOURCE_MARK comment and kept only where pandoc passed the line through unchanged."""
+    bodies = {body[0].where(root): body for body in raw_typst_bodies(lines) if body}
+    typ_lines = typ_text.splitlines()
+    mapping = {}
+    for i, text in enumerate(typ_lines):
+        text = text.strip()
+        body = bodies.get(text[len(SOURCE_MARK):]) if text.startswith(SOURCE_MARK) else None
+        for j, line in enumerate(body or [], start=i + 1):  # the block's lines follow its mark
+            if j < len(typ_lines) and typ_lines[j].strip() == line.text.strip():
+                mapping[j + 1] = line  # typst numbers lines from 1
+    return mapping
+
+
+TYPST_LOCATION_RE = re.compile(r"┌─ (.+?):(\d+):(\d+)\s*$")
+
+
+def typst_error(exc: Exception, typ: Path, root: Path, source: dict[int, Line], kept: Path | None) -> RenderError:
+    """A typst error at its .qmd line where it lies in a raw {=typst} block, else at the line of the generated
+    .typ (named where keep-typ keeps it)."""
+    diagnostic = (getattr(exc, "diagnostic", "") or f"error: {exc}").rstrip()
+    message = getattr(exc, "message", "") or str(exc)
+    shown_typ = _rel(kept or typ, root)
+    out, first = [], None
+    for text in diagnostic.splitlines():
+        loc = TYPST_LOCATION_RE.search(text)
+        if loc and any((base / loc.group(1)).resolve() == typ.resolve() for base in (Path.cwd(), root)):
+            number, line = int(loc.group(2)), source.get(int(loc.group(2)))
+            generated = f"{shown_typ}:{number}:{loc.group(3)}"
+            text = text[:loc.start(1)] + (f"{line.where(root)} (generated {generated})" if line else generated)
+            first = first or (line, number)
+        out.append(text)
+    details = "\n".join(out)
+    if first and first[0]:
+        return RenderError(f"{first[0].where(root)}: typst cannot compile this line of a raw {{=typst}} block: "
+                           f"{message}. Fix the Typst code there.\n{details}")
+    if first:
+        keep = "" if kept else " (add `keep-typ: true` under format: typst in _quarto.yml to keep the file)"
+        return RenderError(f"{shown_typ}:{first[1]}: typst cannot compile this line of the Typst that hw2 made from "
+                           f"the Markdown (not a raw {{=typst}} block: a `...`{{=typst}} inline, a cell's output, the "
+                           f"template or pandoc's conversion): {message}. Look at that line{keep}.\n{details}")
+    return RenderError(f"typst could not compile {shown_typ}: {message}\n{details}")
+
+
+def compile_typst(typ: Path, pdf: Path, root: Path, source: dict[int, Line] | None = None,
+                  kept: Path | None = None) -> None:
     import typst
 
     pdf.parent.mkdir(parents=True, exist_ok=True)
     try:
         typst.compile(str(typ), output=str(pdf), root=str(root), ignore_system_fonts=True)
     except Exception as exc:  # typst raises its own error type with the message and location
-        raise RenderError(f"typst could not compile {_rel(typ, root)}: {exc}") from None
+        raise typst_error(exc, typ, root, source or {}, kept) from None
 
 
 # --- the whole render ---------------------------------------------------------------------------------------
@@ -636,15 +710,18 @@ def render_document(project: Project, doc: Path, log=print) -> Path:
     markdown = splice(items, figure_dir, doc.parent, root, execute_opts)
     check_references(lines, markdown, bibliography_keys(meta.get("bibliography")), root)
     typ = doc.with_suffix(".typ")
-    typ.write_text(to_typst(markdown, meta, parts, doc.parent))
+    typ_text = to_typst(markdown, meta, parts, doc.parent)
+    typ.write_text(typ_text)
     pdf = output_path(project, doc, typst_opts)
+    kept = pdf.with_suffix(".typ") if typst_opts.get("keep-typ") else None
     try:
-        compile_typst(typ, pdf, root)
+        compile_typst(typ, pdf, root, source_map(typ_text, lines, root), kept)
     finally:
-        if typst_opts.get("keep-typ"):
-            pdf.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(typ, pdf.with_suffix(".typ"))
-        typ.unlink(missing_ok=True)
+        if kept != typ:  # without an output-dir, the kept file is the generated one itself
+            if kept:
+                pdf.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(typ, kept)
+            typ.unlink(missing_ok=True)
         shutil.rmtree(figure_dir.parent, ignore_errors=True)
     log(f"[hw2 render] {_rel(pdf, root)} written in {time.time() - start:.1f} s")
     return pdf

@@ -1,4 +1,5 @@
 """End to end: documents of the Quarto subset rendered to PDF by hw2's renderer and read back with pdftotext."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -147,6 +148,41 @@ def test_a_malformed_authors_file_is_reported_at_its_own_line(tmp_path):
                                           r"cell at report/_contributions.qmd:3\)$") as caught:
         render(root, log=lambda *a: None)
     assert "Traceback" not in str(caught.value)
+
+
+RAW = "```{=typst}\n#let shade = luma(90)\n#text(fill: shade)[fine]\n```\n"
+
+
+def test_a_typst_error_in_a_raw_block_names_the_qmd_line(tmp_path):
+    root = write(tmp_path, {"_quarto.yml": "project:\n  render: [index.qmd]\n",
+                            # the same block twice, and one shown inside a code block: neither is at fault
+                            "index.qmd": f"# A\n\n{RAW}\n````markdown\n{RAW}````\n\n{{{{< include _part.qmd >}}}}\n",
+                            "_part.qmd": f"Text.\n\n{RAW}\n{RAW.replace('luma(90)', 'nocolor')}"})
+    with pytest.raises(RenderError) as caught:
+        render(root, log=lambda *a: None)
+    message = str(caught.value)
+    assert message.startswith("_part.qmd:9: typst cannot compile this line of a raw {=typst} block: unknown "
+                              "variable: nocolor. Fix the Typst code there.\n"), message
+    assert "┌─ _part.qmd:9 (generated index.typ:" in message and "#let shade = nocolor" in message
+
+
+def test_a_typst_error_outside_raw_blocks_names_the_generated_line(tmp_path):
+    root = write(tmp_path, {"_quarto.yml": "project:\n  render: [index.qmd]\n  output-dir: _out\n"
+                                           "format:\n  typst:\n    keep-typ: true\n",
+                            "index.qmd": f"# A\n\n{RAW}\nAn inline `#nocolor`{{=typst}} here.\n"})
+    with pytest.raises(RenderError, match=r"^_out/index.typ:(\d+): typst cannot compile this line of the Typst that "
+                                          r"hw2 made from the Markdown \(not a raw \{=typst\} block.*unknown "
+                                          r"variable: nocolor\. Look at that line\.\n") as caught:
+        render(root, log=lambda *a: None)
+    number = int(re.match(r"_out/index.typ:(\d+)", str(caught.value)).group(1))
+    assert "#nocolor" in (root / "_out/index.typ").read_text().splitlines()[number - 1]
+
+
+def test_keep_typ_without_an_output_dir_keeps_the_typ_beside_the_document(tmp_path):
+    root = write(tmp_path, {"_quarto.yml": "project:\n  render: [index.qmd]\nformat:\n  typst:\n    keep-typ: true\n",
+                            "index.qmd": "# A\n\nkept-marker\n"})
+    assert render(root, log=lambda *a: None) == [root / "index.pdf"]
+    assert "kept-marker" in (root / "index.typ").read_text()
 
 
 def contribution_project(tmp_path: Path, authors: str) -> Path:
