@@ -20,9 +20,11 @@ from hw2 import q2_cnn, store
 EPOCH_SECONDS = 3.0
 SLOW_EPOCHS = '''
 import os
+import sys
 import time
 
 if os.environ.get("HW2_TEST_EPOCH_SECONDS"):
+    sys.path.insert(0, os.environ["HW2_TEST_ROOT"])  # the checkout under test, not whatever else is installed
     import hw2.q2_cnn as q2
 
     _train_epoch = q2.train_epoch
@@ -45,7 +47,7 @@ def test_ctrl_c_stops_the_notebook_and_the_runner_keeping_the_last_checkpoint(
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_EPOCHS)
     env = subprocess_env(HW2_DATA_DIR=octmnist_dir, HW2_RESULTS_DIR=results_dir, HW2_TEST_EPOCH_SECONDS=EPOCH_SECONDS,
-                         PYTHONPATH=hooks)
+                         HW2_TEST_ROOT=ROOT, PYTHONPATH=hooks)
     source = q2_cnn.prepare_data("smoke")
     first = q2_cnn.plan("smoke")[0]  # the execution the runner starts first (--jobs 1)
     specs = q2_cnn.specs(first, "smoke", source)
