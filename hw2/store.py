@@ -7,10 +7,12 @@ never reuses a stale result, and rewording a comment or a docstring costs nothin
 
 Life of a run (`store.execute`):
   1. take an exclusive lock on the run (a second process asking for the same run waits, then reuses it);
-  2. if the final folder is complete, load it; if it exists but is not complete, move it aside and redo;
-  3. train inside `<name>.partial/`, checkpointing every epoch (a killed run resumes from there);
-  4. write summary.json (with a manifest of every file and its size) and env.json, then rename
-     `<name>.partial` to `<name>`: the folder appears whole or not at all.
+  2. if the final folder is complete and holds exactly what it was sealed with, load it; if it exists but is
+     incomplete or damaged, move it aside (to `<experiment>/.trash/`) and redo;
+  3. train inside `<name>.partial/`, checkpointing every epoch (a killed run resumes from there; runs trained
+     together resume from the last epoch they all reached);
+  4. write env.json and summary.json (with a manifest: the size and sha256 of every other file, and the sha256
+     of its own content), then rename `<name>.partial` to `<name>`: the folder appears whole or not at all.
 Files written by a notebook run: config.json, history.csv, summary.json, env.json, weights, run.ipynb.
 """
 from __future__ import annotations
