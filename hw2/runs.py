@@ -61,7 +61,8 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
     try:
         papermill.execute_notebook(
             str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
-            log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
+            # the kernel's output streams to ours once (log_output would also log its stderr, printing it twice)
+            log_output=False, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
             **papermill_options,
         )
         for spec in specs:

@@ -86,3 +86,21 @@ def test_ctrl_c_stops_the_notebook_and_the_runner_keeping_the_last_checkpoint(
     assert all(len(run.history) == 2 for run in runs)
     out = capsys.readouterr().out
     assert all(f"resuming {spec.name} after epoch 1" in out for spec in specs)
+
+
+@pytest.mark.slow
+def test_a_notebooks_output_is_streamed_once_and_its_temporary_copy_removed(results_dir, tmp_path):
+    import nbformat
+
+    notebook = tmp_path / "prints.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import sys\nprint('to stdout once')\nprint('to stderr once', file=sys.stderr)")]), notebook)
+    script = ("import sys\nfrom pathlib import Path\nfrom hw2 import runs, store\n"
+              "spec = store.RunSpec.create('demo', {}, 'smoke', 'synthetic', slug='demo')\n"
+              "try:\n    runs.execute_notebook(Path(sys.argv[1]), {}, [spec])\n"
+              "except store.RunError as error:\n    print(error)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(notebook)], cwd=ROOT, capture_output=True, text=True,
+                          env=subprocess_env(HW2_RESULTS_DIR=results_dir), timeout=120)
+    assert "finished but " in done.stdout and ": missing; the notebook must call" in done.stdout  # it wrote no run
+    assert (done.stdout.count("to stdout once"), done.stderr.count("to stderr once")) == (1, 1), done.stderr
+    assert list((results_dir / "demo").iterdir()) == []  # the executed notebook's temporary copy is gone
