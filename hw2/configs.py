@@ -28,10 +28,13 @@ class AttentionBenchConfig:
     symmetric: bool = True
     lengths: tuple[int, ...] = tuple(2**p for p in range(7, 18))  # 128 .. 131,072
     methods: tuple[str, ...] = METHODS
-    repeats: int = 5
-    time_limit_s: float = 20.0
+    repeats: int = 9                      # timed samples per method x D x L, one per interleaved round
+    min_sample_s: float = 0.01            # a sample repeats a short call until this long (timer resolution)
+    time_limit_s: float = 20.0            # a method skips a length whose expected call time passes this
     memory_limit_gb: float | None = None  # None: half the device's memory (RAM on CPU)
-    fit_points: int = 4                   # exponents are fitted on the longest lengths measured
+    fit_points: int = 4                   # exponents are fitted on at most this many of the longest lengths
+    fit_min_time_s: float = 1e-3          # ... whose median call takes at least this (fixed costs stay small)
+    exponent_tolerance: float = 0.15      # a fitted exponent further than this from the operation count's
     chunk_size: int = 128                 # causal linear attention
     error_dim: int = 16
     error_length: int = 512
@@ -56,8 +59,14 @@ class AttentionBenchConfig:
             problems.append(f"methods must include 'taylor_linear' and come from {METHODS}, got {self.methods}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads must be >= 1 or None, got {self.threads}")
-        if self.repeats < 1 or self.time_limit_s <= 0 or self.fit_points < 2:
-            problems.append("repeats must be >= 1, time_limit_s > 0 and fit_points >= 2")
+        if self.repeats < 3 or self.time_limit_s <= 0 or self.fit_points < 3 or self.min_sample_s < 0:
+            problems.append(f"repeats must be >= 3 (a median of fewer is no more robust than one call), "
+                            f"fit_points >= 3, time_limit_s > 0 and min_sample_s >= 0; got repeats={self.repeats}, "
+                            f"fit_points={self.fit_points}, time_limit_s={self.time_limit_s}, "
+                            f"min_sample_s={self.min_sample_s}")
+        if self.fit_min_time_s < 0 or self.exponent_tolerance <= 0:
+            problems.append(f"fit_min_time_s must be >= 0 and exponent_tolerance > 0, got {self.fit_min_time_s} "
+                            f"and {self.exponent_tolerance}")
         if self.memory_limit_gb is not None and self.memory_limit_gb <= 0:
             problems.append(f"memory_limit_gb must be positive or None, got {self.memory_limit_gb}")
         bad_kinds = [k for k in self.error_kinds if k not in INPUT_KINDS]

@@ -125,15 +125,18 @@ def q2_plan(profile: str) -> list[dict]:
 
 def q1_config(profile: str, **overrides):
     """The attention benchmark of a profile. `full` grows L until the quadratic methods run out of time or
-    memory on the machine; `quick` is minutes on a 2-core CPU; `smoke` seconds. quick and smoke time one
-    thread: on a busy small CPU a multi-threaded op waits for every worker to be scheduled, which added
-    stalls of ~100 ms (a scheduler time slice) to sub-millisecond calls in our measurements."""
+    memory on the machine; `quick` is a minute or two on a 2-core CPU; `smoke` seconds. quick and smoke time
+    one thread: on a busy small CPU a multi-threaded op waits for every worker to be scheduled, which added
+    stalls of ~100 ms (a scheduler time slice) to sub-millisecond calls in our measurements. quick's lengths
+    run to 65,536 because the Taylor methods' calls stay near a fixed cost of about 0.3 ms (D = 16) up to
+    L ~ 2,000; its 0.5 s limit stops the softmax methods at 4,096 or 8,192, so a round takes a few seconds."""
     base = {
         "full": AttentionBenchConfig(),
-        "quick": AttentionBenchConfig(lengths=tuple(2**p for p in range(7, 15)), repeats=3, time_limit_s=3.0,
+        "quick": AttentionBenchConfig(lengths=tuple(2**p for p in range(7, 17)), repeats=7, time_limit_s=0.5,
                                       error_length=256, error_trials=2, threads=1),
-        "smoke": AttentionBenchConfig(lengths=(32, 64, 128), repeats=1, fit_points=3, error_length=32,
-                                      error_scales=(0.5, 2.0), error_orders=(2, 3), error_trials=1, threads=1),
+        "smoke": AttentionBenchConfig(lengths=(32, 64, 128), repeats=3, min_sample_s=0.001, fit_points=3,
+                                      fit_min_time_s=0.0, error_length=32, error_scales=(0.5, 2.0),
+                                      error_orders=(2, 3), error_trials=1, threads=1),
     }[resolve_profile(profile)]
     try:
         cfg = replace(base, **overrides)

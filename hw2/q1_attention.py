@@ -1,35 +1,44 @@
 """Question 1 measured: softmax attention (naive and fused SDPA) against Taylor linear attention.
 
 One run (`run`) measures, for every D in `dims` and L in `lengths`, each method's
-  wall time  : seconds per call after one warm-up call, over at least `repeats` calls (more for short calls,
-               until a quarter second has run; CUDA calls are synchronised): median `time_s`, fastest
-               `time_min_s`;
+  wall time  : seconds per call. First each method grows L (`plan_cells`) until the next call, extrapolated
+               by the operation count, would pass `time_limit_s`, or its peak memory (L^2 for softmax, L for
+               Taylor) the memory limit (default: half the device's memory). Then `repeats` rounds each take
+               one sample of every method x D x L, in a fresh random order every round (`time_rounds`): a
+               burst of load from another process hits a few random samples, not one length. A sample
+               repeats a short call until `min_sample_s` has run (CUDA calls synchronised). The statistic is
+               the median over the rounds (`time_s`), with the quartiles beside it, of the thread's CPU time
+               in a one-thread CPU run and of wall time otherwise (`timing_clock`); every sample is in
+               samples.csv, with both clocks. On the CPU freed memory stays in the process (`heap_kept`).
   peak memory: the most bytes the call held at once through torch's allocator, above what was allocated
                before it (inputs excluded, the output included). On CUDA this is the caching allocator's
                `max_memory_allocated`; on CPU it is the running sum of every allocation and free that the
                torch profiler records (`profile_memory=True`) during one extra, untimed call, so it counts
                exactly the tensors torch allocates, not interpreter or allocator overhead.
-The fits and crossovers use the fastest call (`time_min_s`): other processes only ever add time to a call,
-so the minimum is the least disturbed estimate on a shared machine; the median is kept beside it.
-A method stops growing L once its fastest call takes longer than `time_limit_s` (that length is still
-recorded) or once its peak memory, extrapolated quadratically from the previous length, would pass the
-memory limit (default: half the device's memory).
-It then fits the growth exponent of time and memory on a log-log scale, finds the measured crossover length
-where Taylor linear attention becomes faster than each softmax method, and sets it beside the flop-count L*
-of the derivation. Finally it measures the approximation error of Taylor attention against softmax attention
-as the scale of q^T k grows, on random and structured inputs, for several orders K.
+It then fits the growth exponent of the median time and of the memory on a log-log scale over a window of
+the longest lengths (`fit_window`), sets it beside the operation count's exponent over the same window and
+names the measured reason for a difference (`diagnose`), finds the measured crossover length where Taylor
+linear attention becomes faster than each softmax method, and sets it beside the flop-count L* of the
+derivation. Finally it measures the approximation error of Taylor attention against softmax attention as
+the scale of q^T k grows, on random and structured inputs, for several orders K.
 
-Run folder: history.csv (one row per method x D x L), approx_error.csv (one row per input kind x K x scale
-x trial), summary.json (exponents, crossovers, L*, M, cut-offs, checks, error-study summary).
+Run folder: history.csv (one row per method x D x L), samples.csv (one row per timed sample),
+approx_error.csv (one row per input kind x K x scale x trial), summary.json (exponents with their
+diagnosis, crossovers, L*, M, cut-offs, checks, cache sizes, error-study summary).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
+import platform
+import random
+import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -100,25 +109,29 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def call_times(fn, device: str, repeats: int, time_limit_s: float, min_total_s: float = 0.25,
-               max_calls: int = 100) -> list[float]:
-    """Seconds per call: one warm-up, then at least `repeats` timed calls, more (up to `max_calls`) until
-    `min_total_s` of timed calls have run, as timeit does for short calls; just the warm-up if it ran past
-    the time limit."""
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def sample_seconds(fn, device: str, calls: int) -> dict:
+    """Per call, over `calls` back-to-back calls (CUDA synchronised): wall seconds, CPU seconds of this thread
+    (user and system) and minor page faults."""
     _sync(device)
+    faults, cpu = _minor_faults(), time.thread_time()
     start = time.perf_counter()
-    fn()
-    _sync(device)
-    warmup = time.perf_counter() - start
-    if warmup > time_limit_s:
-        return [warmup]
-    times = []
-    while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_calls):
-        start = time.perf_counter()
+    for _ in range(calls):
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+    _sync(device)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall / calls, "cpu_s": (time.thread_time() - cpu) / calls,
+            "faults_per_call": (_minor_faults() - faults) / calls}
+
+
+def timing_clock(device: str) -> str:
+    """The clock the statistics use: on a CPU with one torch thread, the CPU time of the thread doing all the
+    work, which does not count the time the scheduler gives other processes (on a 2-core machine shared with
+    a busy process, most of a short call's wall time); elsewhere wall time (CUDA or several threads)."""
+    return "cpu_s" if device == "cpu" and torch.get_num_threads() == 1 else "wall_s"
 
 
 def peak_memory_bytes(fn, device: str) -> int:
@@ -161,6 +174,47 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+@contextlib.contextmanager
+def heap_kept(device: str):
+    """While timing on the CPU, keep freed memory in the process, as CUDA's caching allocator does. glibc
+    otherwise hands each large block back to the kernel when it is freed, and the next call of the same size
+    pays for page faults while the kernel zeroes fresh pages: measured here, 49,000 faults per naive softmax
+    call at L = 4,096 and 2.4 times the time per score, a cost of the allocator that grew with the load on
+    the machine. Yields whether the heap is kept (glibc only); the defaults are restored afterwards."""
+    if device != "cpu" or platform.libc_ver()[0] != "glibc":
+        yield False
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    kept = bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))  # a C int
+    try:
+        yield kept
+    finally:
+        libc.mallopt(_M_MMAP_MAX, 65536)            # glibc's defaults
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+        libc.malloc_trim(0)
+
+
+def cache_sizes(device: str) -> dict[str, int]:
+    """Data cache sizes of the device in bytes by level ({'L1': ..., 'L2': ..., 'L3': ...}), {} if unknown."""
+    if device == "cuda":
+        size = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0)
+        return {"L2": int(size)} if size else {}
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    sizes = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            kind, level, size = ((index / name).read_text().strip() for name in ("type", "level", "size"))
+            sizes[f"L{int(level)}"] = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
+            del sizes[f"L{int(level)}"]
+    return sizes
+
+
 def memory_limit_bytes(cfg: AttentionBenchConfig) -> int:
     if cfg.memory_limit_gb is not None:
         return int(cfg.memory_limit_gb * 2**30)
@@ -180,8 +234,10 @@ def method_fn(method: str, q, k, v, cfg: AttentionBenchConfig):
                                            chunk_size=cfg.chunk_size)
 
 
-def flop_counts():
-    """Operation counts of the derivation (1.1 and 1.4) as numeric functions of (L, D[, M])."""
+def operation_counts() -> dict:
+    """Operation counts of the derivation (1.1 and 1.4) as numeric functions of (L, D, M), per method. The
+    causal method gets the non-causal count: its chunks of fixed size make its work linear in L too, though
+    larger, so it is used for ratios between lengths only (its `flops` column stays empty)."""
     import sympy as sp
 
     from hw2.attention import derivations as dv
@@ -189,7 +245,11 @@ def flop_counts():
     softmax = sp.lambdify((dv.L, dv.D), dv.softmax_attention_cost()["total"])
     linear = sp.lambdify((dv.L, dv.D, dv.M), dv.linear_attention_cost()["total"])
     return {"softmax_naive": lambda n, d, m: softmax(n, d), "softmax_sdpa": lambda n, d, m: softmax(n, d),
-            "taylor_linear": lambda n, d, m: linear(n, d, m)}
+            "taylor_linear": linear, "taylor_causal": linear}
+
+
+EXACT_COUNTS = ("softmax_naive", "softmax_sdpa", "taylor_linear")
+MEMORY_DEGREE = {"softmax_naive": 2, "softmax_sdpa": 2, "taylor_linear": 1, "taylor_causal": 1}
 
 
 def inputs(length: int, dim: int, device: str, seed: int):
@@ -218,68 +278,199 @@ def check_methods(cfg: AttentionBenchConfig, dim: int) -> dict:
     return result
 
 
-def benchmark(run: store.Run, cfg: AttentionBenchConfig) -> dict:
-    """Time and memory of every method x D x L (rows in history.csv); returns the cut-offs and checks."""
-    state = run.load_checkpoint() or {"done_dims": [], "cutoffs": {}, "checks": {}}
-    limit = memory_limit_bytes(cfg)
-    flops = flop_counts()
-    source = "cuda max_memory_allocated" if cfg.device == "cuda" else "torch profiler allocation events"
+def plan_cells(cfg: AttentionBenchConfig, counts: dict, limit: int, clock: str) -> tuple[list[dict], dict, dict]:
+    """The lengths each method is timed at: L grows until the call expected next (the last call scaled by the
+    ratio of operation counts; peak memory scaled by L^2 for softmax, L for Taylor) would pass the time or
+    memory limit. Each measured length gets one warm-up call, one timed call (which sets how many calls one
+    sample repeats, at least `min_sample_s` of them) and one call that measures peak memory.
+    Returns (cells, cut-offs, method checks)."""
+    cells, cutoffs, checks = [], {}, {}
     for dim in cfg.dims:
-        if dim in state["done_dims"]:
-            continue
-        state["checks"][str(dim)] = check_methods(cfg, dim)
+        checks[str(dim)] = check_methods(cfg, dim)
         feat = taylor.feature_dim(dim, cfg.order, cfg.symmetric)
-        active = {m: None for m in cfg.methods}  # method -> (length, peak bytes) of its last measurement
+        last = {m: None for m in cfg.methods}  # method -> its last cell
         for length in cfg.lengths:
+            if not last:
+                break
             q, k, v = inputs(length, dim, cfg.device, cfg.seed)
-            for method in [m for m in cfg.methods if m in active]:
-                last = active[method]
-                if last is not None and last[1] * (length / last[0])**2 > limit:
-                    state["cutoffs"].setdefault(method, {})[str(dim)] = {
-                        "length": length, "reason": f"memory: about {last[1] * (length / last[0])**2 / 2**30:.1f} "
-                                                    f"GiB expected, limit {limit / 2**30:.1f} GiB"}
-                    del active[method]
-                    continue
+            for method in list(last):
+                prev = last[method]
+                if prev is not None:
+                    ratio = length / prev["length"]
+                    expected_s = prev["first_s"] * counts[method](length, dim, feat) / counts[method](
+                        prev["length"], dim, feat)
+                    expected_b = prev["peak_memory_bytes"] * ratio**MEMORY_DEGREE[method]
+                    cut = ({"kind": "memory", "expected": expected_b, "limit": limit} if expected_b > limit else
+                           {"kind": "time", "expected": expected_s, "limit": cfg.time_limit_s}
+                           if expected_s > cfg.time_limit_s else None)
+                    if cut:
+                        cutoffs.setdefault(method, {})[str(dim)] = {"length": length, **cut}
+                        del last[method]
+                        continue
                 fn = method_fn(method, q, k, v, cfg)
                 with torch.inference_mode():
-                    times = call_times(fn, cfg.device, cfg.repeats, cfg.time_limit_s)
+                    fn()  # first-call costs (allocation, kernel choice) stay out of every timing
+                    first_s = sample_seconds(fn, cfg.device, 1)[clock]
                     peak = peak_memory_bytes(fn, cfg.device)
-                median = statistics.median(times)
-                count = flops[method](length, dim, feat) if method in flops else None
-                row = {"method": method, "dim": dim, "length": length,
-                       "feature_dim": feat if method.startswith("taylor") else None,
-                       "time_s": median, "time_min_s": min(times), "time_max_s": max(times), "calls": len(times),
-                       "peak_memory_bytes": peak, "memory_source": source,
-                       "flops": count, "gflops_per_s": count / min(times) / 1e9 if count else None,
-                       "device": cfg.device, "threads": torch.get_num_threads()}
-                run.log_epoch(row)
-                print(f"D={dim:3d} L={length:6d} {method:14s} {min(times) * 1e3:10.2f} ms (median "
-                      f"{median * 1e3:.2f} ms, {len(times)} calls)  peak {peak / 2**20:9.1f} MiB", flush=True)
-                active[method] = (length, peak)
-                if min(times) > cfg.time_limit_s:
-                    state["cutoffs"].setdefault(method, {})[str(dim)] = {
-                        "length": length, "reason": f"time: {min(times):.1f} s per call > {cfg.time_limit_s} s"}
-                    del active[method]
-            del q, k, v
-        state["done_dims"].append(dim)
+                calls = max(1, min(10_000, math.ceil(cfg.min_sample_s / max(first_s, 1e-9))))
+                last[method] = {"method": method, "dim": dim, "length": length, "feature_dim": feat,
+                                "first_s": first_s, "calls": calls, "peak_memory_bytes": peak}
+                cells.append(last[method])
+                print(f"D={dim:3d} L={length:6d} {method:14s} first call {first_s * 1e3:9.2f} ms, "
+                      f"{calls:5d} calls a sample, peak {peak / 2**20:9.1f} MiB", flush=True)
+    return cells, cutoffs, checks
+
+
+def time_rounds(run: store.Run, cfg: AttentionBenchConfig, state: dict) -> None:
+    """`repeats` rounds; each takes one sample of every cell, in an order shuffled afresh each round, so a
+    burst of load from another process falls on a few random cells of one round instead of on all samples of
+    one length, and the median over rounds leaves it out. Checkpointed after every round."""
+    tensors = {}
+    for cell in state["cells"]:
+        key = (cell["dim"], cell["length"])
+        if key not in tensors:
+            tensors[key] = inputs(cell["length"], cell["dim"], cfg.device, cfg.seed)
+    start = time.perf_counter()
+    for rnd in range(state["rounds_done"], cfg.repeats):
+        order = list(range(len(state["cells"])))
+        random.Random(cfg.seed * 1_000_003 + rnd).shuffle(order)
+        for i in order:
+            cell = state["cells"][i]
+            fn = method_fn(cell["method"], *tensors[(cell["dim"], cell["length"])], cfg)
+            with torch.inference_mode():
+                sample = sample_seconds(fn, cfg.device, cell["calls"])
+            state["samples"].append({"method": cell["method"], "dim": cell["dim"], "length": cell["length"],
+                                     "round": rnd, "calls": cell["calls"], **sample})
+        state["rounds_done"] = rnd + 1
         run.save_checkpoint(state)
-    return state
+        print(f"round {rnd + 1}/{cfg.repeats}: {len(order)} samples, {time.perf_counter() - start:.0f} s so far",
+              flush=True)
 
 
-def fit_exponent(lengths, values, points: int) -> dict:
-    """Least-squares slope of log(value) against log(L) over the `points` longest lengths."""
-    lengths, values = list(lengths)[-points:], list(values)[-points:]
+def cell_rows(state: dict, cfg: AttentionBenchConfig, counts: dict, threads: int) -> list[dict]:
+    """One history row per method x D x L: the median of its samples on the run's clock (`time_s`, the
+    statistic every fit, crossover and figure uses), their quartiles and extremes, the median wall time,
+    page faults, peak memory and the operation count."""
+    clock = state["clock"]
+    source = "cuda max_memory_allocated" if cfg.device == "cuda" else "torch profiler allocation events"
+    samples = {}
+    for s in state["samples"]:
+        samples.setdefault((s["method"], s["dim"], s["length"]), []).append(s)
+    rows = []
+    for cell in state["cells"]:
+        mine = samples[(cell["method"], cell["dim"], cell["length"])]
+        seconds = sorted(s[clock] for s in mine)
+        q1, median, q3 = statistics.quantiles(seconds, n=4, method="inclusive")
+        count = counts[cell["method"]](cell["length"], cell["dim"], cell["feature_dim"])
+        exact = cell["method"] in EXACT_COUNTS
+        rows.append({"method": cell["method"], "dim": cell["dim"], "length": cell["length"],
+                     "feature_dim": cell["feature_dim"] if cell["method"].startswith("taylor") else None,
+                     "time_s": median, "time_q1_s": q1, "time_q3_s": q3, "time_min_s": seconds[0],
+                     "time_max_s": seconds[-1], "wall_time_s": statistics.median(s["wall_s"] for s in mine),
+                     "samples": len(seconds), "calls_per_sample": cell["calls"],
+                     "faults_per_call": statistics.median(s["faults_per_call"] for s in mine),
+                     "peak_memory_bytes": cell["peak_memory_bytes"], "memory_source": source,
+                     "operations": count, "flops": count if exact else None,
+                     "gflops_per_s": count / median / 1e9 if exact else None,
+                     "device": cfg.device, "threads": threads})
+    return rows
+
+
+def benchmark(run: store.Run, cfg: AttentionBenchConfig) -> dict:
+    """Time and memory of every method x D x L (rows in history.csv, every sample in samples.csv); returns
+    the cut-offs, checks, cache sizes and whether the heap was kept."""
+    counts = operation_counts()
+    state = run.load_checkpoint()
+    with heap_kept(cfg.device) as kept:
+        if state is None:
+            clock = timing_clock(cfg.device)
+            cells, cutoffs, checks = plan_cells(cfg, counts, memory_limit_bytes(cfg), clock)
+            state = {"cells": cells, "cutoffs": cutoffs, "checks": checks, "samples": [], "rounds_done": 0,
+                     "clock": clock}
+            run.save_checkpoint(state)
+        time_rounds(run, cfg, state)
+    store.write_csv(run.dir / "samples.csv", state["samples"])
+    for row in cell_rows(state, cfg, counts, torch.get_num_threads()):
+        run.log_epoch(row)
+    return {"cutoffs": state["cutoffs"], "checks": state["checks"], "heap_kept": kept,
+            "caches": cache_sizes(cfg.device), "clock": state["clock"]}
+
+
+def fit_exponent(lengths, values) -> dict:
+    """Least-squares slope of log(value) against log(L) over all the points given."""
+    lengths, values = list(lengths), list(values)
     if len(lengths) < 2:
-        return {"exponent": None, "lengths": lengths}
+        return {"exponent": None, "lengths": [int(n) for n in lengths]}
     slope, intercept = np.polyfit(np.log(lengths), np.log(values), 1)
     return {"exponent": float(slope), "log_coefficient": float(intercept), "lengths": [int(n) for n in lengths]}
+
+
+def fit_window(lengths, medians, points: int, min_time_s: float) -> tuple[list[int], bool]:
+    """The lengths an exponent is fitted on: the `points` longest whose median call takes at least
+    `min_time_s` (in shorter calls a fixed per-call cost is a visible share), when at least three do;
+    otherwise the `points` longest. Returns (lengths, whether calls under `min_time_s` had to be used)."""
+    lengths = [int(n) for n in lengths]
+    long_enough = [n for n, t in zip(lengths, medians) if t >= min_time_s]
+    if len(long_enough) >= 3:
+        return long_enough[-points:], False
+    return lengths[-points:], True
+
+
+def fixed_cost_s(operations, seconds) -> float:
+    """a in time = a + b * operations, fitted on relative errors over all lengths of one method and D: the
+    per-call cost that does not grow with the work."""
+    ops, secs = np.asarray(operations, float), np.asarray(seconds, float)
+    design = np.stack([1 / secs, ops / secs], axis=1)
+    (a, _), *_ = np.linalg.lstsq(design, np.ones_like(secs), rcond=None)
+    return float(a)
+
+
+def diagnose(rows: list[dict], window: list[int], short_calls: bool, cfg: AttentionBenchConfig,
+             caches: dict) -> dict:
+    """The time exponent over `window` beside the operation count's own exponent over it (`predicted`),
+    and the run's numbers that explain a difference larger than `exponent_tolerance` (`reason`):
+      cache       : above the count, and the call's peak memory at the longest fitted L passes a cache level;
+      fixed_cost  : below the count, and calls under `fit_min_time_s` had to be fitted or the fixed per-call
+                    cost is at least a tenth of the shortest fitted call;
+      spread      : the samples at some fitted L spread by more than a tenth of their median (IQR / median);
+      unexplained : none of these.
+    Also: the change of the time per operation across the window (`per_op_ratio`) and the numbers behind
+    each reason."""
+    by_length = {r["length"]: r for r in rows}
+    first, last = by_length[window[0]], by_length[window[-1]]
+    time_fit = fit_exponent(window, [by_length[n]["time_s"] for n in window])
+    predicted = fit_exponent(window, [by_length[n]["operations"] for n in window])["exponent"]
+    fixed = fixed_cost_s([r["operations"] for r in rows], [r["time_s"] for r in rows])
+    spreads = {n: (by_length[n]["time_q3_s"] - by_length[n]["time_q1_s"]) / by_length[n]["time_s"] for n in window}
+    widest = max(spreads, key=spreads.get)
+    passed = [(size, name) for name, size in caches.items() if size < last["peak_memory_bytes"]]
+    exponent = time_fit["exponent"]
+    deviation = None if exponent is None or predicted is None else exponent - predicted
+    if deviation is None or abs(deviation) <= cfg.exponent_tolerance:
+        reason = None
+    elif deviation > 0 and passed:
+        reason = "cache"
+    elif deviation < 0 and (short_calls or fixed >= 0.1 * first["time_s"]):
+        reason = "fixed_cost"
+    elif spreads[widest] > 0.1:
+        reason = "spread"
+    else:
+        reason = "unexplained"
+    return {"predicted": predicted, "deviation": deviation, "outside": reason is not None, "reason": reason,
+            "short_calls": short_calls,
+            "per_op_ratio": (last["time_s"] / last["operations"]) / (first["time_s"] / first["operations"]),
+            "peak_first_bytes": first["peak_memory_bytes"], "peak_last_bytes": last["peak_memory_bytes"],
+            "cache_passed": max(passed)[1] if passed else None,
+            "cache_passed_bytes": max(passed)[0] if passed else None,
+            "fixed_cost_s": fixed, "first_time_s": first["time_s"],
+            "widest_spread": spreads[widest], "widest_spread_length": widest}
 
 
 def crossover(lengths, t_softmax, t_linear, fit_softmax: dict, fit_linear: dict) -> dict:
     """Where linear attention becomes faster than softmax attention for good.
 
     measured     : the ratio t_softmax / t_linear crosses 1 between two measured lengths and stays above:
-                   log-log interpolation between them;
+                   log-log interpolation between them (`between`);
     below_range  : linear is already faster at the shortest common length;
     extrapolated : never faster within the measured range; the two fitted power laws meet at `length`.
     """
@@ -291,7 +482,7 @@ def crossover(lengths, t_softmax, t_linear, fit_softmax: dict, fit_linear: dict)
     if faster_from is not None:
         (l0, r0), (l1, r1) = (lengths[faster_from - 1], ratio[faster_from - 1]), (lengths[faster_from], ratio[faster_from])
         frac = -math.log(r0) / (math.log(r1) - math.log(r0))
-        return {**result, "kind": "measured",
+        return {**result, "kind": "measured", "between": [int(l0), int(l1)],
                 "length": float(math.exp(math.log(l0) + frac * (math.log(l1) - math.log(l0))))}
     b_s, b_l = fit_softmax.get("exponent"), fit_linear.get("exponent")
     if b_s is None or b_l is None or b_s <= b_l:
@@ -300,8 +491,9 @@ def crossover(lengths, t_softmax, t_linear, fit_softmax: dict, fit_linear: dict)
     return {**result, "kind": "extrapolated", "length": float(length)}
 
 
-def analyse(history, cfg: AttentionBenchConfig) -> dict:
-    """Exponents per method and D, crossovers against each softmax method, and the flop-count L*."""
+def analyse(history, cfg: AttentionBenchConfig, caches: dict | None = None) -> dict:
+    """Exponents per method and D (fitted on medians over `fit_window`, with `diagnose`'s verdict),
+    crossovers against each softmax method, and the flop-count L*."""
     from hw2.attention.derivations import crossover_value
 
     exponents, crossovers, l_star, feature_dims = {}, {}, {}, {}
@@ -309,15 +501,24 @@ def analyse(history, cfg: AttentionBenchConfig) -> dict:
         feat = taylor.feature_dim(dim, cfg.order, cfg.symmetric)
         feature_dims[str(dim)] = feat
         l_star[str(dim)] = crossover_value(dim, feat)
-        rows = {m: sorted((r["length"], r["time_min_s"], r["peak_memory_bytes"]) for r in history
-                          if r["method"] == m and r["dim"] == dim) for m in cfg.methods}
+        rows = {m: sorted((r for r in history if r["method"] == m and r["dim"] == dim), key=lambda r: r["length"])
+                for m in cfg.methods}
         for method, pts in rows.items():
+            if len(pts) < 2:
+                exponents.setdefault(method, {})[str(dim)] = {
+                    "time": {"exponent": None, "lengths": [r["length"] for r in pts]},
+                    "memory": {"exponent": None, "lengths": [r["length"] for r in pts]}, "outside": False}
+                continue
+            window, short = fit_window([r["length"] for r in pts], [r["time_s"] for r in pts], cfg.fit_points,
+                                       cfg.fit_min_time_s)
+            fitted = [r for r in pts if r["length"] in window]
             exponents.setdefault(method, {})[str(dim)] = {
-                "time": fit_exponent([p[0] for p in pts], [p[1] for p in pts], cfg.fit_points),
-                "memory": fit_exponent([p[0] for p in pts], [max(p[2], 1) for p in pts], cfg.fit_points)}
-        linear = {p[0]: p[1] for p in rows["taylor_linear"]}
+                "time": fit_exponent(window, [r["time_s"] for r in fitted]),
+                "memory": fit_exponent(window, [max(r["peak_memory_bytes"], 1) for r in fitted]),
+                **diagnose(pts, window, short, cfg, caches or {})}
+        linear = {r["length"]: r["time_s"] for r in rows["taylor_linear"]}
         for method in [m for m in SOFTMAX_METHODS if m in cfg.methods]:
-            soft = {p[0]: p[1] for p in rows[method]}
+            soft = {r["length"]: r["time_s"] for r in rows[method]}
             common = sorted(set(soft) & set(linear))
             if len(common) < 2:
                 continue
@@ -370,15 +571,15 @@ def measure(run: store.Run, cfg: AttentionBenchConfig) -> dict:
     torch.manual_seed(cfg.seed)
     used = torch.get_num_threads()
     state = benchmark(run, cfg)
-    analysis = analyse(run.history, cfg)
+    analysis = analyse(run.history, cfg, state["caches"])
     rows = error_study(cfg)
     store.write_csv(run.dir / "approx_error.csv", rows)
     errors = summarise_errors(rows, cfg)
     report_lines(analysis, errors, cfg)
-    return {"device": cfg.device, "threads": used, "timing_statistic": "time_min_s",
-            "order": cfg.order,
+    return {"device": cfg.device, "threads": used, "timing_statistic": "median of the interleaved samples",
+            "repeats": cfg.repeats, "order": cfg.order,
             "symmetric": cfg.symmetric, "methods": list(cfg.methods), "dims": list(cfg.dims),
-            **analysis, "cutoffs": state["cutoffs"], "checks": state["checks"],
+            **analysis, **state,
             "max_length": {m: {str(d): max((r["length"] for r in run.history if r["method"] == m
                                             and r["dim"] == d), default=None) for d in cfg.dims}
                            for m in cfg.methods},
@@ -390,8 +591,10 @@ def report_lines(analysis: dict, errors: dict, cfg: AttentionBenchConfig) -> Non
     for method, per_dim in analysis["exponents"].items():
         for dim, fits in per_dim.items():
             t_exp, m_exp = fits["time"]["exponent"], fits["memory"]["exponent"]
+            verdict = (f"; operation count L^{fits['predicted']:.2f}, outside by {fits['deviation']:+.2f}: "
+                       f"{fits['reason']}" if fits["outside"] else "")
             print(f"{method:14s} D={dim:>3s}: time ~ L^{t_exp:.2f}, peak memory ~ L^{m_exp:.2f} "
-                  f"(fit over L in {fits['time']['lengths']})" if t_exp is not None else
+                  f"(fit over L in {fits['time']['lengths']}){verdict}" if t_exp is not None else
                   f"{method:14s} D={dim:>3s}: too few lengths to fit")
     for method, per_dim in analysis["crossovers"].items():
         for dim, c in per_dim.items():
@@ -412,7 +615,8 @@ def tables(loaded: store.LoadedRun):
 
     summary = loaded.summary
     exponents = pd.DataFrame([
-        {"method": m, "D": int(d), "time exponent": f["time"]["exponent"], "memory exponent": f["memory"]["exponent"],
+        {"method": m, "D": int(d), "time exponent": f["time"]["exponent"], "operation count": f.get("predicted"),
+         "reason": f.get("reason"), "memory exponent": f["memory"]["exponent"], "fitted L": f["time"]["lengths"],
          "max L": summary["max_length"][m][d]}
         for m, per_dim in summary["exponents"].items() for d, f in per_dim.items()])
     crossovers = pd.DataFrame([

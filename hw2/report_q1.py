@@ -95,11 +95,88 @@ class Q1Results:
     def exponent(self, method: str, dim: int, quantity: str = "time") -> float:
         return self.summary["exponents"][method][str(dim)][quantity]["exponent"]
 
-    def scaling_figure(self, quantity: str, label: str, text: str):
-        """Time or peak memory against L, log-log, one panel per D, with fitted exponents in the legend."""
-        import matplotlib.pyplot as plt
+    def fit(self, method: str, dim: int) -> dict:
+        """The time fit of one method and D with its diagnosis (`q1_attention.diagnose`): fitted lengths,
+        the operation count's exponent, whether it falls outside, the reason and the numbers behind it."""
+        return self.summary["exponents"][method][str(dim)]
 
-        column, ylabel = {"time": ("time_s", "Time per call (s)"),
+    def flagged(self) -> list[dict]:
+        """Every time exponent further from the operation count's than the tolerance, with its method, D,
+        window and diagnosis, in the order of the exponent table."""
+        return [{"method": method, "name": METHOD_NAMES.get(method, method), "dim": dim,
+                 "exponent": self.exponent(method, dim), "first": self.fit(method, dim)["time"]["lengths"][0],
+                 "last": self.fit(method, dim)["time"]["lengths"][-1], **self.fit(method, dim)}
+                for method in self.summary["methods"] for dim in self.dims if self.fit(method, dim).get("outside")]
+
+    @property
+    def tolerance(self) -> float:
+        return float(self.run.config["config"]["exponent_tolerance"])
+
+    @property
+    def repeats(self) -> int:
+        return int(self.summary["repeats"])
+
+    @property
+    def fit_points(self) -> int:
+        return int(self.run.config["config"]["fit_points"])
+
+    @property
+    def fit_min_time_ms(self) -> float:
+        return float(self.run.config["config"]["fit_min_time_s"]) * 1e3
+
+    @property
+    def time_limit_s(self) -> float:
+        return float(self.run.config["config"]["time_limit_s"])
+
+    @property
+    def cpu_clock(self) -> bool:
+        """Whether times are the CPU time of the one thread doing the work (else wall time)."""
+        return self.summary["clock"] == "cpu_s"
+
+    @property
+    def heap_kept(self) -> bool:
+        return bool(self.summary["heap_kept"])
+
+    @property
+    def faults_per_call(self) -> float:
+        """The largest median number of minor page faults per call over all methods and lengths."""
+        return float(self.history["faults_per_call"].max())
+
+    @property
+    def load_factor(self) -> float:
+        """Median over all cells of median wall time / median time on the run's clock (1 on a free core)."""
+        return float((self.history["wall_time_s"] / self.history["time_s"]).median())
+
+    def cache_bytes(self, level: str) -> int | None:
+        return self.summary["caches"].get(level)
+
+    def crossover(self, method: str, dim: int) -> dict | None:
+        """Where Taylor linear attention overtakes `method` at head size D (`q1_attention.crossover`)."""
+        return self.summary["crossovers"].get(method, {}).get(str(dim))
+
+    def error_scale_near(self, target: float) -> float:
+        """The std of q^T k in the error study closest to `target` (on a log scale)."""
+        import math
+
+        return min(self.summary["error_study"]["scales"], key=lambda s: abs(math.log(s / target)))
+
+    def median_error(self, kind: str, order: int, scale: float) -> float:
+        """Median relative error of order-K Taylor attention on one input kind at one std of q^T k."""
+        scales = self.summary["error_study"]["scales"]
+        return float(self.summary["error_study"]["median_rel_error"][kind][str(order)][scales.index(scale)])
+
+    def scaling_figure(self, quantity: str, label: str, text: str):
+        """`scaling_plot` as a captioned figure."""
+        return figure(self.scaling_plot(quantity), label, text, [self.run], width="100%")
+
+    def scaling_plot(self, quantity: str):
+        """Time (median over the rounds, bars from the lower to the upper quartile) or peak memory against L,
+        log-log, one panel per D: filled markers are the lengths fitted, the dashed line the fitted power law
+        whose exponent the legend gives."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        column, ylabel = {"time": ("time_s", "CPU time per call (s)" if self.cpu_clock else "Time per call (s)"),
                           "memory": ("peak_memory_bytes", "Peak memory (bytes)")}[quantity]
         fig, axes = plt.subplots(1, len(self.dims), figsize=(3.1 * len(self.dims), 3.0), squeeze=False,
                                  layout="constrained")
@@ -110,12 +187,26 @@ class Q1Results:
                 if rows.empty:
                     continue
                 colour, marker = METHOD_STYLE.get(method, ("black", "."))
-                b = self.exponent(method, dim, quantity)
-                ax.loglog(rows["length"], rows[column].clip(lower=1e-12), marker=marker, color=colour,
-                          markersize=3.5, label=f"{METHOD_NAMES.get(method, method)} ($L^{{{b:.2f}}}$)"
-                          if b is not None else METHOD_NAMES.get(method, method))
+                fit = self.fit(method, dim)[quantity]
+                fitted = rows["length"].isin(fit["lengths"])
+                name = METHOD_NAMES.get(method, method)
+                values = rows[column].clip(lower=1e-12)
+                ax.plot(rows["length"], values, color=colour, linewidth=0.8, alpha=0.6)
+                if quantity == "time":
+                    ax.errorbar(rows["length"], values, yerr=[values - rows["time_q1_s"], rows["time_q3_s"] - values],
+                                fmt="none", ecolor=colour, elinewidth=0.8, capsize=1.5)
+                ax.plot(rows["length"][~fitted], values[~fitted], linestyle="none", marker=marker, markersize=3.5,
+                        markerfacecolor="white", color=colour)
+                ax.plot(rows["length"][fitted], values[fitted], linestyle="none", marker=marker, markersize=3.5,
+                        color=colour, label=f"{name} ($L^{{{fit['exponent']:.2f}}}$)" if fit["exponent"] is not None
+                        else name)
+                if fit["exponent"] is not None:
+                    span = np.array([fit["lengths"][0], fit["lengths"][-1]], dtype=float)
+                    ax.plot(span, np.exp(fit["log_coefficient"]) * span ** fit["exponent"], color=colour,
+                            linestyle="--", linewidth=1.6, alpha=0.8)
             lengths = sorted(self.history["length"].unique())
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
             ax.set_xticks(lengths[::-(-len(lengths) // 4)])  # at most four labels
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x / 1024:g}k" if x >= 1024 else f"{x:g}"))
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
@@ -124,7 +215,7 @@ class Q1Results:
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=6.5, frameon=False)
-        return figure(fig, label, text, [self.run], width="100%")
+        return fig
 
     def error_figure(self, label: str, text: str):
         """Median relative error of Taylor attention against softmax attention, by the std of q^T k."""
@@ -150,29 +241,69 @@ class Q1Results:
         return figure(fig, label, text, [self.run], width="100%")
 
     def exponent_table(self, label: str, text: str):
+        return table(self.exponent_rows(), label, text, [self.run])
+
+    def exponent_rows(self):
+        """Per method and D: time and memory exponents, the operation count's, the fitted lengths, the
+        longest L and why the method stopped there."""
         import pandas as pd
 
         rows = []
         for method in self.summary["methods"]:
             for dim in self.dims:
+                fit = self.fit(method, dim)
+                window = fit["time"]["lengths"]
                 rows.append({"Method": METHOD_NAMES.get(method, method), "D": str(dim),
                              "Time exponent": fmt(self.exponent(method, dim, "time"), 2),
+                             "Operation count": fmt(fit.get("predicted"), 2),
                              "Memory exponent": fmt(self.exponent(method, dim, "memory"), 2),
-                             "Longest L": f"{self.summary['max_length'][method][str(dim)]:,}"})
-        return table(pd.DataFrame(rows), label, text, [self.run])
+                             "Fitted over L": f"{window[0]:,}–{window[-1]:,}" if window else "–",
+                             "Longest L": f"{self.summary['max_length'][method][str(dim)]:,}",
+                             "Stops because": self.stop_reason(method, dim)})
+        return pd.DataFrame(rows)
+
+    def stop_reason(self, method: str, dim: int) -> str:
+        """Why a method's longest L is where it is, from the run's cut-off record."""
+        cut = self.summary["cutoffs"].get(method, {}).get(str(dim))
+        if cut is None:
+            return "last length planned"
+        if cut["kind"] == "time":
+            return f"{cut['length']:,} would take ≈ {significant(cut['expected'], 2)} s > {cut['limit']:g} s"
+        return (f"{cut['length']:,} would need ≈ {significant(cut['expected'] / 2**30, 2)} GiB "
+                f"> {significant(cut['limit'] / 2**30, 2)} GiB")
 
     def crossover_table(self, label: str, text: str):
+        return table(self.crossover_rows(), label, text, [self.run])
+
+    def crossover_rows(self):
+        """Per softmax method and D: M, the flop-count L*, the measured crossover and where it lies, and the
+        speed-up at the longest common length (two significant figures: the medians vary by a few percent)."""
         import pandas as pd
 
-        kinds = {"measured": "measured", "below_range": "below the shortest L", "extrapolated": "extrapolated",
-                 "none": "none in range"}
         rows = []
         for method, per_dim in self.summary["crossovers"].items():
             for dim, c in per_dim.items():
+                where = {"measured": lambda: f"between {c['between'][0]:,} and {c['between'][1]:,}",
+                         "below_range": lambda: f"at or below {int(c['length']):,}",
+                         "extrapolated": lambda: "where the fits meet",
+                         "none": lambda: "never"}[c["kind"]]()
                 rows.append({"Against": METHOD_NAMES.get(method, method), "D": dim,
                              "M": f"{self.summary['feature_dims'][dim]:,}",
                              "Flop-count L*": f"{c['L_star']:,.0f}",
-                             "Measured crossover": f"{c['length']:,.0f}" if c["length"] is not None else "–",
-                             "How": kinds.get(c["kind"], c["kind"]),
-                             "Speed-up at longest L": f"{c['ratio_at_longest']:.2f}×"})
-        return table(pd.DataFrame(rows), label, text, [self.run])
+                             "Crossover L": f"{significant(c['length'], 2)}" if c["length"] is not None else "–",
+                             "Crossing": where,
+                             "Speed-up at longest common L": f"{significant(c['ratio_at_longest'], 2)}× at "
+                                                             f"{c['longest_common']:,}"})
+        return pd.DataFrame(rows)
+
+
+def significant(value: float, digits: int = 2) -> str:
+    """`value` rounded to `digits` significant figures, with thousands separators: 625.24 -> '630',
+    35.8 -> '36', 2.43 -> '2.4', 0.0712 -> '0.071'."""
+    import math
+
+    if value == 0:
+        return "0"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, decimals)
+    return f"{rounded:,.{max(decimals, 0)}f}"

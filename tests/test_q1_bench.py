@@ -1,6 +1,5 @@
 """The attention benchmark: its analysis helpers, its parameter checks, and a smoke run end to end."""
 import json
-import math
 
 import nbformat
 import pandas as pd
@@ -12,22 +11,16 @@ from hw2 import store
 from hw2.profiles import ConfigError, q1_config, q1_plan
 
 
-def test_fit_exponent_recovers_a_power_law():
-    lengths = [128, 256, 512, 1024, 2048]
-    fit = bench.fit_exponent(lengths, [3e-9 * n**2 for n in lengths], points=4)
-    assert fit["exponent"] == pytest.approx(2.0) and fit["lengths"] == lengths[1:]
-    assert fit["log_coefficient"] == pytest.approx(math.log(3e-9))
-
-
 def test_crossover_kinds():
     lengths = [100, 200, 400, 800]
     soft = [1e-6 * n**2 for n in lengths]
     measured = bench.crossover(lengths, soft, [1e-6 * 300 * n for n in lengths], {}, {})
     assert measured["kind"] == "measured" and measured["length"] == pytest.approx(300, rel=1e-9)
+    assert measured["between"] == [200, 400]
     below = bench.crossover(lengths, soft, [1e-6 * 50 * n for n in lengths], {}, {})
     assert below["kind"] == "below_range" and below["length"] == 100
     lin = [1e-6 * 1600 * n for n in lengths]
-    fits = [bench.fit_exponent(lengths, t, 4) for t in (soft, lin)]
+    fits = [bench.fit_exponent(lengths, t) for t in (soft, lin)]
     extrapolated = bench.crossover(lengths, soft, lin, *fits)
     assert extrapolated["kind"] == "extrapolated" and extrapolated["length"] == pytest.approx(1600, rel=1e-6)
     assert extrapolated["ratio_at_longest"] == pytest.approx(0.5)
@@ -77,16 +70,23 @@ def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch)
     cfg = q1_config("smoke")
     history = pd.read_csv(path / "history.csv")
     assert len(history) == len(cfg.methods) * len(cfg.dims) * len(cfg.lengths)
-    assert {"method", "dim", "length", "feature_dim", "time_s", "time_min_s", "peak_memory_bytes", "flops"} <= set(
-        history.columns)
-    assert (history.time_min_s > 0).all() and (history.peak_memory_bytes > 0).all()
+    assert {"method", "dim", "length", "feature_dim", "time_s", "time_q1_s", "time_q3_s", "wall_time_s",
+            "samples", "faults_per_call", "peak_memory_bytes", "operations", "flops"} <= set(history.columns)
+    assert (history.time_s > 0).all() and (history.peak_memory_bytes > 0).all()
+    assert (history.samples == cfg.repeats).all()
+    samples = pd.read_csv(path / "samples.csv")
+    assert len(samples) == len(history) * cfg.repeats and set(samples["round"]) == set(range(cfg.repeats))
     errors = pd.read_csv(path / "approx_error.csv")
     assert len(errors) == len(cfg.error_kinds) * len(cfg.error_scales) * len(cfg.error_orders) * cfg.error_trials
     summary = json.loads((path / "summary.json").read_text())
     assert summary["feature_dims"] == {"16": 153, "64": 2145}
-    assert summary["L_star"]["16"] == pytest.approx(164.59, abs=0.01)
+    assert summary["L_star"]["16"] == pytest.approx(159.92, abs=0.01)
+    assert summary["clock"] == "cpu_s" and summary["heap_kept"] is True and summary["repeats"] == cfg.repeats
     for method in cfg.methods:
         assert set(summary["exponents"][method]) == {"16", "64"}
+        for fit in summary["exponents"][method].values():
+            assert fit["predicted"] == pytest.approx(2 if method.startswith("softmax") else 1, abs=0.05)
+            assert fit["time"]["lengths"] == list(cfg.lengths)  # smoke fits every length (fit_min_time_s 0)
     assert set(summary["crossovers"]) == {"softmax_naive", "softmax_sdpa"}
     assert all(err < 1e-4 for checks in summary["checks"].values() for err in checks.values())
     assert summary["error_study"]["min_kernel"]["3"] >= 0.5

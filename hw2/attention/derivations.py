@@ -134,6 +134,25 @@ def feature_dim_symmetric(dim=D, order=K):
     return sp.binomial(dim + order - 1, order - 1)
 
 
+def by_degree_latex(expr: sp.Expr, q: sp.Matrix, k: sp.Matrix) -> str:
+    """LaTeX of a polynomial in q and k, its terms by increasing degree and each written coefficient, q part,
+    k part (1 + q_1 k_1 + ...): SymPy's printer orders terms by its own key and puts k before q."""
+    gens = [*q, *k]
+    terms = sorted(sp.Poly(expr, *gens).terms(), key=lambda term: (sum(term[0]), [-e for e in term[0]]))
+    parts = []
+    for exponents, coeff in terms:
+        factors = " ".join(sp.latex(g) + (f"^{{{e}}}" if e > 1 else "") for g, e in zip(gens, exponents) if e)
+        size = abs(coeff)
+        if size == 1 and factors:
+            number = ""
+        elif isinstance(size, sp.Rational) and not size.is_integer:
+            number = rf"\tfrac{{{size.p}}}{{{size.q}}}\,"
+        else:
+            number = sp.latex(size) + (r"\," if factors else "")
+        parts.append(("-" if coeff < 0 else "+", number + factors))
+    return ("-" if parts[0][0] == "-" else "") + parts[0][1] + "".join(f" {sign} {text}" for sign, text in parts[1:])
+
+
 def kernel_residual(phi, dim: int, order: int) -> sp.Expr:
     """phi(q)^T phi(k) - sum_{n<K} (q^T k)^n/n!, expanded (0 when the map is exact)."""
     q, k = vector("q", dim), vector("k", dim)
@@ -195,7 +214,7 @@ def q1_2(cases=((2, 3), (3, 3), (2, 4), (3, 4))) -> Derivation:
         "series": r"\exp(\mathbf q^\top\mathbf k) \approx \sum_{n=0}^{K-1}\frac{(\mathbf q^\top\mathbf k)^n}{n!}"
                   r" = \sum_{n=0}^{K-1}\sum_{|\alpha| = n}\frac{\mathbf q^\alpha\,\mathbf k^\alpha}{\alpha!}",
         "phi_D2": r"\phi(\mathbf q) = " + sp.latex(phi_sym.T),
-        "kernel_D2": r"\phi(\mathbf q)^\top\phi(\mathbf k) = " + sp.latex(d.exprs["kernel_D2"])
+        "kernel_D2": r"\phi(\mathbf q)^\top\phi(\mathbf k) = " + by_degree_latex(d.exprs["kernel_D2"], q2, k2)
                      + r" = 1 + \mathbf q^\top\mathbf k + \tfrac12(\mathbf q^\top\mathbf k)^2",
         "phi_K3": r"\phi(\mathbf x) = \Bigl[\,1,\ x_1, \dots, x_D,\ \tfrac{1}{\sqrt2}x_1^2, \dots, "
                   r"\tfrac{1}{\sqrt2}x_D^2,\ x_i x_j\ (i<j)\Bigr]",
@@ -257,10 +276,18 @@ def _same_fraction(a: sp.Expr, b: sp.Expr) -> bool:
 
 # --- 1.4 ---------------------------------------------------------------------------------------------------
 
+def feature_map_cost(dim=D, order: int = 3):
+    """Operations per row of the symmetric map as `taylor.taylor_features` builds it: each monomial of degree
+    n >= 2 is one product (a degree n-1 monomial times one coordinate), and those whose first index repeats,
+    as many as the monomials of degree n-1, take one more multiplication by their weight. For K = 3 that is
+    D(D+1)/2 products and D weights 1/sqrt(2): M - 1."""
+    return sum(sp.binomial(dim + n - 1, n) + sp.binomial(dim + n - 2, n - 1) for n in range(2, order))
+
+
 def linear_attention_cost(length=L, dim=D, feat=M) -> dict:
-    """Operation counts of D^-1 Phi(Q) (Phi(K)^T V), right to left; phi costs at most 2M per row
-    (each monomial is a lower-degree monomial times one coordinate, then one weight)."""
-    features = 2 * length * 2 * feat                               # phi of the L rows of Q and of K
+    """Operation counts of D^-1 Phi(Q) (Phi(K)^T V), right to left, step by step, for K = 3 (phi costs M - 1
+    per row, `feature_map_cost`)."""
+    features = 2 * length * (feat - 1)                             # phi of the L rows of Q and of K
     kv = feat * dim * length + feat * dim * (length - 1)           # Phi(K)^T V: (M x L)(L x D)
     ksum = feat * (length - 1)                                     # Phi(K)^T 1_L
     numerator = length * dim * feat + length * dim * (feat - 1)    # Phi(Q) (M x D)
@@ -269,6 +296,9 @@ def linear_attention_cost(length=L, dim=D, feat=M) -> dict:
     total = sp.expand(features + kv + ksum + numerator + denominator + divide)
     return {"features": features, "kv": kv, "ksum": ksum, "numerator": numerator,
             "denominator": denominator, "divide": divide, "total": total}
+
+
+LINEAR_STEPS = ("features", "kv", "ksum", "numerator", "denominator", "divide")
 
 
 def crossover_length(dim=D, feat=M):
@@ -286,6 +316,8 @@ def q1_4() -> Derivation:
     d = Derivation("1.4 Linear-time attention")
     leading = sp.Poly(total, L).LC()  # the coefficient of L
     d.exprs = {**cost, "leading_coefficient": leading,
+               # each step's share of the L M term of the total, for the prose
+               "LM_terms": {step: int(sp.Poly(cost[step], L, M, D).coeff_monomial(L * M)) for step in LINEAR_STEPS},
                "order": sp.O(L, (L, sp.oo)), "memory": M * D + L * M, "L_star": lstar,
                "L_star_K3": sp.simplify(lstar.subs(M, sp.expand(sp.expand_func(feature_dim_symmetric(D, 3))))),
                "L_star_table": [{"D": dd, "M": int(feature_dim_symmetric(dd, 3)),
@@ -295,8 +327,16 @@ def q1_4() -> Derivation:
         "order": r"\mathbf Z \approx \mathbf D^{-1}\,\Phi(\mathbf Q)\,\underbrace{\bigl(\Phi(\mathbf K)^\top\mathbf V\bigr)}"
                  r"_{M\times D},\quad \mathbf D = \operatorname{Diag}\bigl(\Phi(\mathbf Q)\,"
                  r"\underbrace{(\Phi(\mathbf K)^\top\mathbf 1_L)}_{M}\bigr)",
+        "features": r"\Phi(\mathbf Q), \Phi(\mathbf K):\ " + sp.latex(sp.factor(cost["features"])),
         "kv": r"\Phi(\mathbf K)^\top\mathbf V:\ " + sp.latex(sp.factor(cost["kv"])),
-        "numerator": r"\Phi(\mathbf Q)(\cdot):\ " + sp.latex(sp.factor(cost["numerator"])),
+        "ksum": r"\Phi(\mathbf K)^\top\mathbf 1_L:\ " + sp.latex(sp.factor(cost["ksum"])),
+        "numerator": r"\Phi(\mathbf Q)\bigl(\Phi(\mathbf K)^\top\mathbf V\bigr):\ "
+                     + sp.latex(sp.factor(cost["numerator"])),
+        "denominator": r"\Phi(\mathbf Q)\bigl(\Phi(\mathbf K)^\top\mathbf 1_L\bigr):\ "
+                       + sp.latex(sp.factor(cost["denominator"])),
+        "divide": r"\text{division by the row sums}:\ " + sp.latex(cost["divide"]),
+        "feature_cost": r"\phi:\ " + sp.latex(sp.factor(sp.expand_func(feature_map_cost(D, 3)))) + r" = M - 1"
+                        r"\ \text{operations per row}",
         "total": r"C_\text{linear}(L, D, M) = " + sp.latex(total) + r" = O(L M D)",
         "K3": r"M = O(D^2) \text{ for } K = 3:\ O(L D^3);\ \text{in general } O\!\left(L D \binom{D+K-1}{K-1}\right)",
         "memory": r"O(MD + LM) \text{ memory: no } L\times L \text{ matrix}",
@@ -304,7 +344,9 @@ def q1_4() -> Derivation:
     }
     d.checks = {
         "linear in L": sp.degree(total, L) == 1,
-        "leading term (4MD + 7M - 1) L": sp.expand(leading - (4 * M * D + 7 * M - 1)) == 0,
+        "phi costs M - 1 per row for K = 3": sp.expand(
+            sp.expand_func(feature_map_cost(D, 3) - (feature_dim_symmetric(D, 3) - 1))) == 0,
+        "leading term (4MD + 5M - 3) L": sp.expand(leading - (4 * M * D + 5 * M - 3)) == 0,
         "L* is a crossover": sp.simplify((softmax_attention_cost()["total"] - total).subs(L, lstar)) == 0,
         "softmax cheaper below L*, linear above (D=16, M=153)": _sign_change(16, 153, lstar),
     }

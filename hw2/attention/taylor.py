@@ -96,7 +96,7 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, order: i
 
     causal=True uses running sums over chunks (`chunked_causal_linear_attention`).
     """
-    fq = taylor_features(q * scale, order, symmetric)
+    fq = taylor_features(q if scale == 1.0 else q * scale, order, symmetric)  # the statement has no scale
     fk = taylor_features(k, order, symmetric)
     if causal:
         return chunked_causal_linear_attention(fq, fk, v, chunk_size)
@@ -143,7 +143,9 @@ def kernel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, order: i
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 1.0,
                       causal: bool = False) -> torch.Tensor:
     """Softmax(scale Q K^T) V, naively: the L x L score matrix is materialised."""
-    scores = scale * (q @ k.transpose(-1, -2))
+    scores = q @ k.transpose(-1, -2)
+    if scale != 1.0:  # the statement has no scale: no L^2 extra multiplications for it
+        scores = scale * scores
     if causal:
         length = scores.shape[-1]
         future = torch.ones(length, length, dtype=torch.bool, device=scores.device).triu(1)
