@@ -91,9 +91,9 @@ class Interrupted(Exception):
 
 class _Stopper:
     """Ctrl-C for the notebooks that worker threads execute. Jupyter starts each kernel in a session of its own,
-    so a terminal's Ctrl-C reaches only this process: the first one interrupts the kernels (again every
-    second, for a kernel between two cells, which ignores it) and lets queued executions never start; after
-    STOP_GRACE_S, or at a second Ctrl-C, the kernels are killed."""
+    so a terminal's Ctrl-C reaches only this process: the first one interrupts each kernel once (one still
+    starting, or between two cells, ignores it) and lets queued executions never start; after STOP_GRACE_S,
+    or at a second Ctrl-C, the kernels are killed."""
 
     def __init__(self):
         self.requested = threading.Event()
@@ -119,16 +119,20 @@ class _Stopper:
 
         return RecordedKernelManager
 
-    def signal_kernels(self, signum: int) -> None:
+    def signal_kernels(self, signum: int, skip: set | None = None) -> set:
+        """Send `signum` to the kernels started (less those in `skip`); return the process groups signalled."""
+        sent = set()
         for manager in list(self.kernels):
             group = getattr(getattr(manager, "provisioner", None), "pgid", None)  # the kernel and its children
-            if group:
+            if group and group not in (skip or set()):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signum)
+                sent.add(group)
+        return sent
 
     def wait(self, futures) -> None:
         """Wait for the executions; after Ctrl-C, stop them."""
-        deadline = last_interrupt = None
+        deadline, interrupted = None, set()
         while wait(futures, timeout=0.2).not_done:
             if not self.requested.is_set():
                 continue
@@ -141,9 +145,8 @@ class _Stopper:
                 logging.getLogger("papermill").setLevel(logging.CRITICAL)
             if self.hurry or now > deadline:
                 self.signal_kernels(signal.SIGKILL)
-            elif last_interrupt is None or now - last_interrupt >= 1.0:
-                self.signal_kernels(signal.SIGINT)
-                last_interrupt = now
+            else:  # once per kernel: a second SIGINT could break the training code's unwinding
+                interrupted |= self.signal_kernels(signal.SIGINT, skip=interrupted)
 
     def kept(self) -> str:
         """One line: each interrupted run, the epoch of the checkpoint it keeps, and how to resume."""
