@@ -306,4 +306,5 @@ def significant(value: float, digits: int = 2) -> str:
         return "0"
     decimals = digits - 1 - math.floor(math.log10(abs(value)))
     rounded = round(value, decimals)
-    return f"{rounded:,.{max(decimals, 0)}f}"
+    decimals = digits - 1 - math.floor(math.log10(abs(rounded)))  # 9.96 rounds to 10: one digit fewer
+    return f"{round(rounded, decimals):,.{max(decimals, 0)}f}"

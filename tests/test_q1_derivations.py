@@ -72,7 +72,7 @@ def test_latex_is_ready_for_the_report(answers):
         assert d.latex and all(isinstance(s, str) and s for s in d.latex.values()), key
     assert r"\binom" in answers["1.2"].latex["M_symmetric"]
     assert "O(L^2 D)" in answers["1.1"].latex["total"] and "O(L M D)" in answers["1.4"].latex["total"]
-    assert "k_{1} k_{2} q_{1} q_{2}" in answers["1.2"].latex["wrong_residual"]
+    assert answers["1.2"].latex["wrong_residual"].endswith("= -q_{1} q_{2} k_{1} k_{2}")
 
 
 def test_second_order_kernel_is_positive_and_even_truncations_are_not(answers):
@@ -80,3 +80,17 @@ def test_second_order_kernel_is_positive_and_even_truncations_are_not(answers):
     assert sp.minimum(exprs["kernel_K3"], dv.t, sp.S.Reals) == sp.Rational(1, 2)
     assert exprs["even_K_real_roots"][2] == [-1.0]
     assert len(exprs["even_K_real_roots"][4]) == 1 and exprs["even_K_real_roots"][4][0] < -1
+
+
+def test_d2_kernel_is_printed_by_increasing_degree(answers):
+    latex = answers["1.2"].latex["kernel_D2"]
+    assert (r"= 1 + q_{1} k_{1} + q_{2} k_{2} + \tfrac{1}{2}\,q_{1}^{2} k_{1}^{2} + q_{1} q_{2} k_{1} k_{2} "
+            r"+ \tfrac{1}{2}\,q_{2}^{2} k_{2}^{2} =") in latex
+
+
+def test_by_degree_latex_keeps_every_term_and_its_sign():
+    q, k = dv.vector("q", 2), dv.vector("k", 2)
+    expr = 3 - 2 * q[0] * k[1] + sp.Rational(1, 3) * q[1]**2 * k[0] - q[0]
+    text = dv.by_degree_latex(expr, q, k)
+    assert text == r"3 - q_{1} - 2\,q_{1} k_{2} + \tfrac{1}{3}\,q_{2}^{2} k_{1}"
+    assert dv.by_degree_latex(-q[0] + 1, q, k) == "1 - q_{1}"

@@ -223,7 +223,7 @@ def q1_2(cases=((2, 3), (3, 3), (2, 4), (3, 4))) -> Derivation:
         "M_full": r"M_\text{full}(D, K) = \sum_{n=0}^{K-1} D^n = " + sp.latex(feature_dim_full()),
         "wrong_residual": r"[1, x_i, x_i^2/\sqrt2]:\ \phi(\mathbf q)^\top\phi(\mathbf k) - "
                           r"\bigl(1 + \mathbf q^\top\mathbf k + \tfrac12(\mathbf q^\top\mathbf k)^2\bigr) = "
-                          + sp.latex(wrong),
+                          + by_degree_latex(wrong, q2, k2),
         "positivity": r"1 + t + \frac{t^2}{2} = \frac{(t+1)^2 + 1}{2} \ge \frac12",
     }
     return d
