@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, RunError) as exc:  # the library's typed errors: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
-        except Interrupted as stop:  # Ctrl-C while notebooks ran: what was kept, and how to resume
-            print(stop, file=sys.stderr, flush=True)
+        # Ctrl-C: one line (on a line of its own, as a killed kernel may leave a progress bar unfinished)
+        except Interrupted as stop:  # while notebooks ran: what was kept, and how to resume
+            print(f"\n{stop}", file=sys.stderr, flush=True)
             return 130
-        except KeyboardInterrupt:  # Ctrl-C outside the notebooks (preparing data, between questions)
-            print(NOTHING_IN_PROGRESS if args.command == "runs" else "[hw2] stopped by Ctrl-C", file=sys.stderr)
+        except KeyboardInterrupt:  # outside the notebooks (preparing data, between questions)
+            print(f"\n{NOTHING_IN_PROGRESS if args.command == 'runs' else '[hw2] stopped by Ctrl-C'}", file=sys.stderr)
             return 130
     if args.command == "render":
         from hw2.render import main as render_main
