@@ -157,8 +157,10 @@ class _Stopper:
                 continue
             names = ", ".join(f"{s.experiment}/{s.name}" for s in specs)
             epoch = store.checkpointed_epoch(specs)
-            parts.append(f"{names} keep{'s' if len(specs) == 1 else ''} "
-                         + (f"the checkpoint of epoch {epoch}" if epoch else "no checkpoint (no epoch had finished)"))
+            # A run with epochs checkpoints once per epoch; another (Question 1's benchmark) at its own steps.
+            kept = (("the checkpoint of epoch " if "epochs" in specs[0].config else "the checkpoint of step ")
+                    + str(epoch) if epoch else "no checkpoint (none had been saved)")
+            parts.append(f"{names} keep{'s' if len(specs) == 1 else ''} {kept}")
         if not parts:
             return NOTHING_IN_PROGRESS
         return f"[hw2] stopped by Ctrl-C: {'; '.join(parts)}; run the same command again to resume"
