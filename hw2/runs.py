@@ -193,10 +193,10 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
 
     def one(item):
         params, specs = item
-        names = ", ".join(s.name for s in specs)
-        start = time.time()
         if stopper.requested.is_set():
             return  # Ctrl-C came before this one started
+        names = ", ".join(s.name for s in specs)
+        start = time.time()
         print(f"[hw2] {question}: running {names} with {params}", flush=True)
         stopper.running[threading.get_ident()] = specs
         try:
