@@ -2,12 +2,14 @@
 
 Q1's run is the real smoke benchmark; Q2's and Q3's folders are written through the store API with
 generated values (training them is other tests' business): what is checked here is that the PDF answers
-every sub-question, captions every table and figure with its runs, carries the contribution statement,
-prints the numbers of the run folders, and that editing prose re-runs nothing.
+every sub-question, cites in every caption the runs of the provenance appendix, which lists every run,
+carries the contribution statement, prints the numbers of the run folders, keeps the contents on the title
+page without large blank gaps, and that editing prose re-runs nothing.
 """
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,16 @@ pytestmark = pytest.mark.slow
 def pdf_text(pdf: Path) -> str:
     out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
     return " ".join(out.stdout.replace("\u2212", "-").split())  # typst prints minus signs as U+2212
+
+
+def page_texts(pdf: Path) -> list[str]:
+    out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
+    return [" ".join(page.replace("\u2212", "-").split()) for page in out.stdout.split("\f")[:-1]]
+
+
+def document_typ(project: Path) -> str:
+    """The Typst source hw2's renderer wrote, after the template."""
+    return (project / "_output" / "report" / "hw2-report.typ").read_text().split("#show: doc => article(")[1]
 
 
 def snapshot(folder: Path) -> dict:
@@ -68,11 +80,10 @@ def test_every_subquestion_has_its_section(rendered):
     assert "Contributions of the group members" in text
 
 
-def test_every_table_and_figure_is_captioned_with_its_runs(rendered):
-    project, _, pdf = rendered
+def test_every_table_and_figure_cites_its_runs_in_the_provenance_appendix(rendered):
+    project, runs, pdf = rendered
     text = pdf_text(pdf)
-    typ = (project / "_output" / "report" / "hw2-report.typ").read_text()
-    typ = typ.split("#show: doc => article(")[1]  # the document, after the template
+    typ = document_typ(project)
     n_figures = typ.count("#figure(image(")
     n_tables = typ.count("kind: table")
     assert n_figures >= 7 and n_tables >= 5
@@ -82,9 +93,71 @@ def test_every_table_and_figure_is_captioned_with_its_runs(rendered):
         assert f"Table {k}:" in text
     captions = re.findall(r"caption: \[(.*?)\]\s*(?:,\s*kind: table\s*)?\)\s*<", typ, re.S)
     assert len(captions) == n_figures + n_tables
-    for caption in captions:  # every caption names its runs (profile, data source) or says it is derived
-        assert "profile smoke" in caption or "no run" in caption, caption
-    assert "generated stand\\-in data" in typ and "Stand-in data." in text  # stated on the title page too
+    (appendix,) = re.findall(r"Table (\d+): Every run shown in this report", text)
+    keys = [r.short_key for rs in runs.values() for r in rs]
+    # every caption but the appendix's cites runs, or says it has none (derived with SymPy, an illustration)
+    citing = [c for c in captions if "no run" not in c and "Every run shown" not in c]
+    assert len(citing) >= n_figures
+    for caption in citing:  # short run numbers and a cross-reference to the appendix, no keys or seeds
+        assert re.search(r"Runs? R\d+", caption) and "#ref(<tbl-provenance>" in caption, caption
+        assert "seed" not in caption and not any(key in caption for key in keys), caption
+    assert len(re.findall(rf"\(Table {appendix}\)", text)) >= len(citing)
+    assert "on generated stand-in data" in text and "Stand-in data. We checked the data source of every run" in text
+
+
+def test_the_provenance_appendix_lists_every_run_shown_from_its_folder(rendered):
+    project, runs, pdf = rendered
+    shown = report.numbered_runs("smoke")
+    assert sorted(r.path for r in shown) == sorted(r.path for rs in runs.values() for r in rs)
+    appendix = document_typ(project).split("Appendix: provenance of the runs")[1].replace("\\", "")
+    for n, run in enumerate(shown, start=1):
+        row = appendix.split(f"[R{n}]")[1].split(f"[R{n + 1}]")[0]
+        for value in (run.name, run.summary["data_source"], run.config["code"][:12],
+                      run.env["git_commit"] or "not recorded",
+                      run.env["python"], run.env["torch"], f"{run.env['wall_time_s']:.1f} s"):
+            assert value in row, (n, value)
+    assert "Appendix: provenance of the runs" in pdf_text(pdf)
+
+
+def test_the_title_page_holds_the_contents_and_no_page_leaves_a_large_gap(rendered):
+    import numpy as np
+    from PIL import Image
+
+    _, _, pdf = rendered
+    first = page_texts(pdf)[0]
+    assert "Group 42" in first and "Contents" in first and "Appendix: provenance of the runs" in first
+    assert first.count("Question 1: self-attention") == 2  # in the contents, and its chapter starts here
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run(["pdftoppm", "-gray", "-r", "30", str(pdf), f"{folder}/page"], check=True)
+        for image in sorted(Path(folder).glob("page-*.pgm"))[:-1]:  # the last page ends where the text does
+            pixels = np.asarray(Image.open(image))
+            height = pixels.shape[0]
+            inked = (pixels[height * 25 // 297: height * 272 // 297] < 200).any(axis=1)  # the text area of A4
+            gap = longest = 0
+            for row in inked:
+                gap = 0 if row else gap + 1
+                longest = max(longest, gap)
+            assert longest < 0.2 * len(inked), f"{image.name}: a blank gap of {longest / len(inked):.0%} of the page"
+
+
+def test_question_3_floats_follow_their_first_citation_within_its_section(rendered):
+    project, _, pdf = rendered
+    pages, typ = page_texts(pdf), document_typ(project)
+    floats = re.findall(r"caption: \[(.*?)\]\s*(?:,\s*kind: table\s*)?\)\s*<((fig|tbl)-[\w-]+)>", typ, re.S)
+    counts = {"fig": 0, "tbl": 0}
+    for caption, label, prefix in floats:  # figures and tables are numbered apart, in the order of the document
+        counts[prefix] += 1
+        kind, k = "Figure" if prefix == "fig" else "Table", counts[prefix]
+        if not label.startswith(("fig-q3", "tbl-q3")):
+            continue  # Q1's and Q2's chapters place their cells where their authors put them
+        # the cell comes right after the section's paragraph that first cites it, before the next heading
+        cited_at, placed_at = typ.index(f"#ref(<{label}>"), typ.index(f"<{label}>\n")
+        assert cited_at < placed_at and not re.search(r"^=+ ", typ[cited_at:placed_at], re.M), label
+        # and Typst floats it to that page or one of the next two (three cited together fill more than a page)
+        start = " ".join(caption.replace("\\", "").split()[:2])
+        (placed,) = [i for i, page in enumerate(pages) if f"{kind} {k}: {start}" in page]
+        cited = [i for i, page in enumerate(pages) if re.search(rf"{kind} {k}(?!\d|: {re.escape(start)})", page)]
+        assert 0 <= placed - cited[0] <= 2, f"{label} ({kind} {k}) on page {placed + 1}, first cited on {cited[0] + 1}"
 
 
 def test_title_page_and_contribution_statement(rendered):
@@ -94,6 +167,16 @@ def test_title_page_and_contribution_statement(rendered):
     assert "Rita Teste (99001) wrote the derivations of Question 1." in text
     assert "Zeca Prova (99002) trained the networks of Questions 2 and 3." in text
     assert f"git commit {store.git_commit() or 'unknown'}"[:22] in text
+
+
+def test_the_report_states_its_checks_as_ours(rendered):
+    _, _, pdf = rendered
+    text = pdf_text(pdf)
+    assert "We computed every number, table and figure below from these runs, all of profile smoke" in text
+    assert re.search(r"We checked what the skeleton.s fixed sizes cut off: .{0,80}which cropped \d+ of our clips, "
+                     r".{0,80}which truncated \d+ of ours\.", text)
+    for meta in ("HW2_STALE", "Runs shown in this report", "What these runs change", "see above)", "in these runs"):
+        assert meta not in text, meta
 
 
 def test_numbers_printed_are_those_of_the_run_folders(rendered):
@@ -153,11 +236,13 @@ def test_quarto_renders_the_same_report(request, tmp_path):
     ours, theirs = pdf_text(pdf), pdf_text(copy / "_output" / "report" / "hw2-report.pdf")
     assert _numbers(theirs) == _numbers(ours)
     assert _captions(theirs) == _captions(ours) and len(_captions(ours)) >= 12
+    for first in (page_texts(pdf)[0], page_texts(copy / "_output" / "report" / "hw2-report.pdf")[0]):
+        assert "Contents" in first and first.count("Question 1: self-attention") == 2  # one title page in both
     sections = re.compile(r"\d+(?:\.\d+)? (?:Q\d\.\d|Question \d)[^.]{0,40}")
     assert sections.findall(theirs) == sections.findall(ours)
     for text in (ours, theirs):
         assert not re.search(r"\\[A-Za-z]+|\$|\\\.", text), re.search(r".{30}(\\[A-Za-z]+|\$|\\\.).{30}", text)
         # every inline value evaluated and its Markdown rendered, the title page's notes included
-        assert "{python}" not in text and "**" not in text and "Stand-in data. Some results below" in text
+        assert "{python}" not in text and "**" not in text and "Stand-in data. We checked the data source" in text
         assert "References" in text and "Bibliography" not in text
     assert "Could not convert TeX math" not in done.stderr
