@@ -383,8 +383,9 @@ def benchmark(run: store.Run, cfg: AttentionBenchConfig) -> dict:
     state = run.load_checkpoint()
     with heap_kept(cfg.device) as kept:
         if state is None:
-            clock = timing_clock(cfg.device)
+            clock, start = timing_clock(cfg.device), time.perf_counter()
             cells, cutoffs, checks = plan_cells(cfg, counts, memory_limit_bytes(cfg), clock)
+            print(f"planned {len(cells)} method x D x L cells in {time.perf_counter() - start:.0f} s", flush=True)
             state = {"cells": cells, "cutoffs": cutoffs, "checks": checks, "samples": [], "rounds_done": 0,
                      "clock": clock}
             run.save_checkpoint(state)
@@ -429,7 +430,8 @@ def diagnose(rows: list[dict], window: list[int], short_calls: bool, cfg: Attent
              caches: dict) -> dict:
     """The time exponent over `window` beside the operation count's own exponent over it (`predicted`),
     and the run's numbers that explain a difference larger than `exponent_tolerance` (`reason`):
-      cache       : above the count, and the call's peak memory at the longest fitted L passes a cache level;
+      cache       : above the count, and the memory one call uses at the step where the time per operation
+                    rises most (between two fitted lengths, `step_*`) passes a cache level of the device;
       fixed_cost  : below the count, and calls under `fit_min_time_s` had to be fitted or the fixed per-call
                     cost is at least a tenth of the shortest fitted call;
       spread      : the samples at some fitted L spread by more than a tenth of their median (IQR / median);
@@ -437,13 +439,16 @@ def diagnose(rows: list[dict], window: list[int], short_calls: bool, cfg: Attent
     Also: the change of the time per operation across the window (`per_op_ratio`) and the numbers behind
     each reason."""
     by_length = {r["length"]: r for r in rows}
-    first, last = by_length[window[0]], by_length[window[-1]]
+    first = by_length[window[0]]
     time_fit = fit_exponent(window, [by_length[n]["time_s"] for n in window])
     predicted = fit_exponent(window, [by_length[n]["operations"] for n in window])["exponent"]
     fixed = fixed_cost_s([r["operations"] for r in rows], [r["time_s"] for r in rows])
     spreads = {n: (by_length[n]["time_q3_s"] - by_length[n]["time_q1_s"]) / by_length[n]["time_s"] for n in window}
     widest = max(spreads, key=spreads.get)
-    passed = [(size, name) for name, size in caches.items() if size < last["peak_memory_bytes"]]
+    per_op = {n: by_length[n]["time_s"] / by_length[n]["operations"] for n in window}
+    step = max(zip(window, window[1:]), key=lambda pair: per_op[pair[1]] / per_op[pair[0]], default=None)
+    step_peak = by_length[step[1]]["peak_memory_bytes"] if step else 0
+    passed = [(size, name) for name, size in caches.items() if size < step_peak]
     exponent = time_fit["exponent"]
     deviation = None if exponent is None or predicted is None else exponent - predicted
     if deviation is None or abs(deviation) <= cfg.exponent_tolerance:
@@ -457,9 +462,11 @@ def diagnose(rows: list[dict], window: list[int], short_calls: bool, cfg: Attent
     else:
         reason = "unexplained"
     return {"predicted": predicted, "deviation": deviation, "outside": reason is not None, "reason": reason,
-            "short_calls": short_calls,
-            "per_op_ratio": (last["time_s"] / last["operations"]) / (first["time_s"] / first["operations"]),
-            "peak_first_bytes": first["peak_memory_bytes"], "peak_last_bytes": last["peak_memory_bytes"],
+            "short_calls": short_calls, "per_op_ratio": per_op[window[-1]] / per_op[window[0]],
+            "step_from": step[0] if step else None, "step_to": step[1] if step else None,
+            "step_ratio": per_op[step[1]] / per_op[step[0]] if step else None,
+            "step_peak_from_bytes": by_length[step[0]]["peak_memory_bytes"] if step else None,
+            "step_peak_to_bytes": step_peak or None,
             "cache_passed": max(passed)[1] if passed else None,
             "cache_passed_bytes": max(passed)[0] if passed else None,
             "fixed_cost_s": fixed, "first_time_s": first["time_s"],

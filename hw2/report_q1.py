@@ -129,6 +129,15 @@ class Q1Results:
         return float(self.run.config["config"]["time_limit_s"])
 
     @property
+    def memory_limit_gb(self) -> float | None:
+        """The memory limit of the run in GiB; None: half the device's memory."""
+        return self.run.config["config"]["memory_limit_gb"]
+
+    @property
+    def min_sample_ms(self) -> float:
+        return float(self.run.config["config"]["min_sample_s"]) * 1e3
+
+    @property
     def cpu_clock(self) -> bool:
         """Whether times are the CPU time of the one thread doing the work (else wall time)."""
         return self.summary["clock"] == "cpu_s"
@@ -147,8 +156,10 @@ class Q1Results:
         """Median over all cells of median wall time / median time on the run's clock (1 on a free core)."""
         return float((self.history["wall_time_s"] / self.history["time_s"]).median())
 
-    def cache_bytes(self, level: str) -> int | None:
-        return self.summary["caches"].get(level)
+    @property
+    def caches(self) -> dict[str, int]:
+        """The device's data cache sizes in bytes by level, as the run read them."""
+        return dict(self.summary["caches"])
 
     def crossover(self, method: str, dim: int) -> dict | None:
         """Where Taylor linear attention overtakes `method` at head size D (`q1_attention.crossover`)."""

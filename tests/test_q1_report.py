@@ -36,7 +36,8 @@ def results(cutoffs=None) -> report_q1.Q1Results:
     q1.summary, q1.history = summary, pd.DataFrame(history)
     q1.run = SimpleNamespace(config={"config": {"exponent_tolerance": cfg.exponent_tolerance,
                                                 "fit_points": cfg.fit_points, "fit_min_time_s": cfg.fit_min_time_s,
-                                                "time_limit_s": cfg.time_limit_s}})
+                                                "time_limit_s": cfg.time_limit_s, "min_sample_s": cfg.min_sample_s,
+                                                "memory_limit_gb": cfg.memory_limit_gb}})
     return q1
 
 

@@ -130,6 +130,7 @@ def rows_for(seconds, peak=lambda n: 4 * n * n, spread=0.0):
 @pytest.mark.parametrize("seconds,spread,caches,reason", [
     (lambda n: 1e-9 * n**2, 0.0, {"L2": 2**21}, None),                      # as the count says
     (lambda n: 1e-9 * n**2.4, 0.0, {"L2": 2**21}, "cache"),                 # slower per operation, past L2
+    (lambda n: 1e-9 * n**2 * (1.6 if n > 1024 else 1), 0.0, {"L2": 2**21, "L3": 2**30}, "cache"),  # one step
     (lambda n: 1e-9 * n**2.4, 0.3, {}, "spread"),                           # no cache known, noisy samples
     (lambda n: 1e-9 * n**2.4, 0.0, {}, "unexplained"),
     (lambda n: 5e-3 + 1e-9 * n**2, 0.0, {"L2": 2**21}, "fixed_cost"),      # a fixed 5 ms per call
@@ -139,7 +140,11 @@ def test_diagnose_names_the_measured_reason(seconds, spread, caches, reason):
     verdict = bench.diagnose(rows_for(seconds, spread=spread), LENGTHS, False, cfg, caches)
     assert verdict["reason"] == reason and verdict["outside"] == (reason is not None)
     if reason == "cache":
-        assert verdict["cache_passed"] == "L2" and verdict["per_op_ratio"] == pytest.approx(8**0.4, rel=0.01)
+        assert verdict["cache_passed"] == "L2"
+        assert verdict["per_op_ratio"] == pytest.approx(8**0.4 if "L3" not in caches else 1.6, rel=0.01)
+    if "L3" in caches:  # the step: where the time per operation jumps, and the memory there
+        assert (verdict["step_from"], verdict["step_to"], verdict["step_peak_to_bytes"]) == (1024, 2048, 4 * 2048**2)
+        assert verdict["step_ratio"] == pytest.approx(1.6, rel=0.01)
     if reason == "fixed_cost":
         assert verdict["fixed_cost_s"] == pytest.approx(5e-3, rel=0.01)
 
