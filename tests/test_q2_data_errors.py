@@ -128,3 +128,13 @@ def test_the_command_line_names_a_read_only_data_folder(tmp_path):
     assert done.stderr.strip().startswith(f"hw2: cannot write to the data folder {folder} (Permission denied): ")
     assert "could not download" not in done.stdout  # no network attempt, no talk of falling back
     assert os.listdir(folder) == []
+
+
+def test_status_names_a_damaged_file_in_one_line_too(tmp_path):
+    path = tmp_path / "data" / octmnist.FILE
+    path.parent.mkdir()
+    damage(path, "crc")
+    env = subprocess_env(HW2_DATA_DIR=path.parent, HW2_RESULTS_DIR=tmp_path / "results", PROFILE="smoke")
+    done = subprocess.run([sys.executable, "-m", "hw2", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert "Traceback" not in done.stderr and f"{path} is damaged (Bad CRC-32" in done.stderr, done.stderr

@@ -128,10 +128,9 @@ def data_source(path: Path) -> str:
     if md5 == PUBLISHED_MD5:
         kind = "real"
     else:
-        with np.load(path) as npz:
-            made = json.loads(str(npz[STANDIN_KEY])) if STANDIN_KEY in npz.files else {}
-            ours = made.get("arrays_sha256") == _arrays_digest({k: npz[k] for k in npz.files if k != STANDIN_KEY})
-        kind = "standin" if ours else "custom"
+        arrays = validate(path)  # a damaged or malformed file is one DataError, here as everywhere
+        made = json.loads(str(arrays.pop(STANDIN_KEY))) if STANDIN_KEY in arrays else {}
+        kind = "standin" if made.get("arrays_sha256") == _arrays_digest(arrays) else "custom"
     return f"{kind}-{md5[:8]}"
 
 
