@@ -631,27 +631,33 @@ class LoadedRun:
         return self.path / name
 
 
-def remake_hint(experiment: str, profile: str | None) -> str:
-    """The command that moves a damaged run aside and trains it again."""
+def what_to_do_with_damaged(path: Path) -> str:
+    """What to do about the damaged run folder `path`: the command that moves it aside and trains it again, or,
+    for a run of earlier code (which no command trains again), moving it aside by hand."""
     from hw2.experiments import BY_NAME
 
-    if experiment not in BY_NAME:
-        return "`python -m hw2 runs`"
-    return f"`{f'PROFILE={profile} ' if profile else ''}make {BY_NAME[experiment].make_target}`"
+    experiment, trash = path.parent.name, path.parent / ".trash"
+    config = {}
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads((path / "config.json").read_text())
+    config = config if isinstance(config, dict) else {}
+    profile = config.get("profile")
+    command = (f"`{f'PROFILE={profile} ' if profile else ''}make {BY_NAME[experiment].make_target}`"
+               if experiment in BY_NAME else "`python -m hw2 runs`")
+    if config.get("code") not in (None, code_hash(experiment)):
+        return (f"it was made by earlier code, which no command trains again: move it to {trash} yourself "
+                f"({command} trains the current code's run)")
+    return f"{command} moves it to {trash} and trains it again"
 
 
 def load(path: Path) -> LoadedRun:
-    """A complete run, or a RunError saying what is wrong with it and which command trains it again."""
+    """A complete run, or a RunError saying what is wrong with it and what to do."""
     import pandas as pd
 
     path = Path(path)
     problem = check_complete(path)
     if problem is not None:
-        profile = None
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            profile = json.loads((path / "config.json").read_text()).get("profile")
-        raise RunError(f"{path} cannot be used: {problem}; {remake_hint(path.parent.name, profile)} moves it to "
-                       f"{path.parent / '.trash'} and trains it again")
+        raise RunError(f"{path} cannot be used: {problem}; {what_to_do_with_damaged(path)}")
     hist_path = path / "history.csv"
     history = pd.read_csv(hist_path) if hist_path.stat().st_size > 0 else pd.DataFrame()
     return LoadedRun(path, json.loads((path / "config.json").read_text()),

@@ -118,6 +118,19 @@ def test_the_report_refuses_a_damaged_run_naming_the_file_and_the_command(result
         runs[0].file("test_predictions.csv")
 
 
+def test_a_damaged_run_of_earlier_code_is_never_shown_and_the_message_says_no_command_retrains_it(
+        results_dir, monkeypatch):
+    s = spec()
+    store.execute(s, trivial_train)
+    _same_size_edit(s.path)
+    monkeypatch.setattr(store, "code_hash", lambda experiment: "the current code")
+    assert store.list_runs("demo") == []  # of earlier code: not shown by default
+    with pytest.raises(store.RunError, match=re.escape(
+            f"it was made by earlier code, which no command trains again: move it to {s.path.parent / '.trash'} "
+            f"yourself (`python -m hw2 runs` trains the current code's run)")):
+        store.list_runs("demo", current_code=False)  # as HW2_STALE=use asks
+
+
 def test_a_failing_training_leaves_only_a_partial_folder(results_dir):
     s = spec()
 
