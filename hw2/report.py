@@ -169,6 +169,8 @@ def provenance(runs: Iterable[LoadedRun]) -> str:
     note = f"{'Run' if len(runs) == 1 else 'Runs'} {run_refs(runs)} (@{PROVENANCE_LABEL})"
     if any(is_standin(r.summary["data_source"]) for r in runs):
         note += ", on generated stand-in data"
+    if any(r.summary["data_source"].startswith("custom-") for r in runs):
+        note += ", on custom data (neither the published data set nor hw2's stand-in)"
     stale = [r for r in runs if r.stale]
     if stale:
         note += (f". Made with earlier code ({run_refs(stale)}: "
