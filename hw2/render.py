@@ -746,9 +746,18 @@ def run_pre_render(project: Project, log=print) -> None:
     """Run the `pre-render` steps in the project root, as `quarto render` does before rendering."""
     for step in pre_render_commands(project):
         log(f"[hw2 render] pre-render: {step}")
-        result = subprocess.run(step, shell=True, cwd=project.root, env=tool_environment())
-        if result.returncode != 0:
-            raise RenderError(f"_quarto.yml: the pre-render step `{step}` failed (exit status {result.returncode}); "
+        process = subprocess.Popen(step, shell=True, cwd=project.root, env=tool_environment())
+        try:
+            returncode = process.wait()
+        except KeyboardInterrupt:
+            # The step got the same Ctrl-C: let it stop its runs and say what it kept (subprocess.run would kill
+            # it a quarter of a second later, mid-sentence), then stop the render too.
+            process.wait()
+            raise
+        if returncode == 130:
+            raise KeyboardInterrupt
+        if returncode != 0:
+            raise RenderError(f"_quarto.yml: the pre-render step `{step}` failed (exit status {returncode}); "
                               f"see its output above")
 
 
@@ -824,6 +833,9 @@ def main(root: str = ".", engine: str = "auto") -> int:
     except RenderError as exc:
         print(f"hw2 render: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the runs' own line (what each kept) is already printed above
+        print("\nhw2 render: stopped by Ctrl-C; no PDF was written", file=sys.stderr)
+        return 130
     for pdf in pdfs:
         if not pdf.is_file():
             print(f"hw2 render: {_rel(pdf, root_path)} was not produced", file=sys.stderr)

@@ -65,7 +65,7 @@ def question_status(question: str, profile: str) -> tuple[str | None, list[Plann
 
 def report(profile: str) -> tuple[str, bool]:
     """The status text of every question, and whether every planned run is current."""
-    lines, all_current = [], True
+    lines, all_current, any_stale = [], True, False
     for question in QUESTIONS:
         source, planned = question_status(question, profile)
         target = f"PROFILE={profile} make runs-{question}"
@@ -78,6 +78,7 @@ def report(profile: str) -> tuple[str, bool]:
         line = (f"{question} (profile {profile}, data {source}): {len(planned)} planned: {counts['current']} current, "
                 f"{counts['stale']} stale, {counts['missing']} missing"
                 + (f", {counts['damaged']} damaged" if counts["damaged"] else ""))
+        any_stale = any_stale or counts["stale"] > 0
         if counts["stale"] or counts["missing"] or counts["damaged"]:
             all_current = False
             line += f"; `{target}` makes them"
@@ -91,7 +92,7 @@ def report(profile: str) -> tuple[str, bool]:
             elif p.state == "damaged":
                 lines.append(f"  damaged {p.name}: {p.problem.removeprefix('damaged: ')}; `{target}` moves it to "
                              f".trash and trains it again")
-    if not all_current:
+    if any_stale:
         lines.append(f"Stale runs are trained again by `make report`; {store.STALE_VARIABLE}=use renders with them "
                      f"instead, stamped \"made with earlier code\".")
     return "\n".join(lines), all_current

@@ -192,3 +192,34 @@ def test_unsupported_project_options_are_refused(tmp_path, config, words):
     project = load_project(tmp_path)
     with pytest.raises(RenderError, match=re.escape(words)):
         document_metadata(project, {}, tmp_path / "index.qmd")
+
+
+def test_ctrl_c_lets_the_pre_render_step_finish_its_last_line_then_stops_the_render(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # A step that, like the runner, takes a moment after Ctrl-C to say what it kept, then exits 130.
+    (tmp_path / "step.py").write_text(
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(1.0)\n"
+        "    open('kept', 'w').write('yes')\n"
+        "    print('step: kept its checkpoint', flush=True)\n"
+        "    sys.exit(130)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "open('started', 'w').write('yes')\n"
+        "time.sleep(60)\n")
+    write(tmp_path, {"_quarto.yml": "project:\n  pre-render:\n    - python step.py\n", "index.qmd": "x\n"})
+    proc = subprocess.Popen([sys.executable, "-m", "hw2", "render", "--engine", "hw2", "--root", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "started").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert (tmp_path / "kept").read_text() == "yes" and "step: kept its checkpoint" in out
+    assert "Traceback" not in err and err.strip().endswith("hw2 render: stopped by Ctrl-C; no PDF was written")
