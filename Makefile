@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := espeak-ng:espeak-ng poppler-utils:pdftotext gcc:cc
 JOBS ?= 2
 
-.PHONY: setup sysdeps test lint runs runs-q1 runs-q2 runs-q3 status report submission bench-q2 bench-q3 clean
+.PHONY: setup sysdeps test lint runs runs-q1 runs-q2 runs-q3 status report submission bench-q1 bench-q2 bench-q3 clean
 
 setup: $(STAMP) sysdeps
 
@@ -59,6 +59,8 @@ report: setup runs
 submission: setup
 	$(PY) -m hw2 submission
 
+bench-q1: setup
+	$(PY) bench/q1_busy.py
 bench-q2: setup
 	$(PY) bench/q2_cnn.py
 bench-q3: setup
