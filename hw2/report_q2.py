@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hw2.data import octmnist
 from hw2.profiles import q2_config
-from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, seed_of, table
+from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, run_refs, seed_of, table
 from hw2.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
@@ -225,7 +225,8 @@ class Q2Results:
             # A diverged run's accuracies are those of a NaN model predicting class 0: no result to show.
             status = f"diverged at epoch {c.diverged_epoch}" if c.diverged else ""
             rows.append({
-                "Variant": "max-pool" if not c.no_maxpool else "no pool",
+                "Run": run_refs(c.runs),
+                "Pooling": "max" if not c.no_maxpool else "none",
                 "lr": f"**{c.lr:g}{mark}**" if mark else f"{c.lr:g}",
                 "Train loss": mean_std(c.values("final_train_loss")) if not c.diverged else status,
                 "Val. acc.": (mean_std(c.values("final_valid_acc")) + (" (collapsed)" if c.collapsed_to else "")

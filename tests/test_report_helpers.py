@@ -147,7 +147,7 @@ def test_a_diverged_run_shows_its_epoch_and_no_accuracy(results_dir):
     runfolders.q2_runs(diverged={(0.1, False): 2})
     q2 = report_q2.Q2Results("smoke")
     table = q2.table("tbl-x", "All runs.").data
-    row = next(line for line in table.splitlines() if "max-pool" in line and "0.1" in line)
+    row = next(line for line in table.splitlines() if "| max " in line and " 0.1 " in line)
     assert "diverged at epoch 2" in row and "0.3250" not in row and "0.3440" not in row
     assert q2.best_pool.lr != 0.1 and q2.at(False, 0.1).diverged_epoch == 2
 
