@@ -448,7 +448,9 @@ def diagnose(rows: list[dict], window: list[int], short_calls: bool, cfg: Attent
     per_op = {n: by_length[n]["time_s"] / by_length[n]["operations"] for n in window}
     step = max(zip(window, window[1:]), key=lambda pair: per_op[pair[1]] / per_op[pair[0]], default=None)
     step_peak = by_length[step[1]]["peak_memory_bytes"] if step else 0
-    passed = [(size, name) for name, size in caches.items() if size < step_peak]
+    # A cache explains the steepest rise only if one call's memory crosses its size during that step.
+    step_start = by_length[step[0]]["peak_memory_bytes"] if step else 0
+    passed = [(size, name) for name, size in caches.items() if step_start <= size < step_peak]
     exponent = time_fit["exponent"]
     deviation = None if exponent is None or predicted is None else exponent - predicted
     if deviation is None or abs(deviation) <= cfg.exponent_tolerance:

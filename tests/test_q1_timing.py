@@ -129,8 +129,9 @@ def rows_for(seconds, peak=lambda n: 4 * n * n, spread=0.0):
 
 @pytest.mark.parametrize("seconds,spread,caches,reason", [
     (lambda n: 1e-9 * n**2, 0.0, {"L2": 2**21}, None),                      # as the count says
-    (lambda n: 1e-9 * n**2.4, 0.0, {"L2": 2**21}, "cache"),                 # slower per operation, past L2
-    (lambda n: 1e-9 * n**2 * (1.6 if n > 1024 else 1), 0.0, {"L2": 2**21, "L3": 2**30}, "cache"),  # one step
+    (lambda n: 1e-9 * n**2.4, 0.0, {"L1": 2**23, "L2": 2**25, "L3": 2**27}, "cache"),  # every step crosses one
+    (lambda n: 1e-9 * n**2 * (1.6 if n > 1024 else 1), 0.0, {"L2": 2**23, "L3": 2**30}, "cache"),  # one step
+    (lambda n: 1e-9 * n**2.4, 0.0, {"L2": 2**21}, "unexplained"),           # already past L2: no cache crossed
     (lambda n: 1e-9 * n**2.4, 0.3, {}, "spread"),                           # no cache known, noisy samples
     (lambda n: 1e-9 * n**2.4, 0.0, {}, "unexplained"),
     (lambda n: 5e-3 + 1e-9 * n**2, 0.0, {"L2": 2**21}, "fixed_cost"),      # a fixed 5 ms per call
@@ -140,9 +141,12 @@ def test_diagnose_names_the_measured_reason(seconds, spread, caches, reason):
     verdict = bench.diagnose(rows_for(seconds, spread=spread), LENGTHS, False, cfg, caches)
     assert verdict["reason"] == reason and verdict["outside"] == (reason is not None)
     if reason == "cache":
-        assert verdict["cache_passed"] == "L2"
-        assert verdict["per_op_ratio"] == pytest.approx(8**0.4 if "L3" not in caches else 1.6, rel=0.01)
-    if "L3" in caches:  # the step: where the time per operation jumps, and the memory there
+        # the cache named is one that a call's memory crosses during the steepest step
+        assert verdict["step_peak_from_bytes"] <= verdict["cache_passed_bytes"] < verdict["step_peak_to_bytes"]
+        rows = rows_for(seconds)
+        per_op = [r["time_s"] / r["operations"] for r in rows]
+        assert verdict["per_op_ratio"] == pytest.approx(per_op[-1] / per_op[0], rel=1e-6)
+    if "L3" in caches and "L1" not in caches:  # one step: where the time per operation jumps, and the memory there
         assert (verdict["step_from"], verdict["step_to"], verdict["step_peak_to_bytes"]) == (1024, 2048, 4 * 2048**2)
         assert verdict["step_ratio"] == pytest.approx(1.6, rel=0.01)
     if reason == "fixed_cost":
