@@ -158,6 +158,17 @@ class Q2Results:
         return self.at(True, self.best_pool.lr)
 
     @property
+    def standin(self) -> bool:
+        """Whether these runs trained on hw2's generated stand-in rather than OCTMNIST itself."""
+        return any(r.summary["data_source"].startswith("standin-") for r in self.runs)
+
+    @property
+    def choice_margin(self) -> float:
+        """How far the chosen learning rate is ahead of the next best on validation accuracy (max pooling)."""
+        ranked = sorted((c.mean("final_valid_acc") for c in self.variant(False) if not c.diverged), reverse=True)
+        return ranked[0] - ranked[1] if len(ranked) > 1 else float("nan")
+
+    @property
     def pooling_ahead(self) -> bool:
         """Whether, at the chosen learning rate, pooling is ahead in both validation and test accuracy."""
         pooled, strided = self.best_pool, self.no_pool_at_chosen_lr
@@ -238,14 +249,15 @@ class Q2Results:
         return table(pd.DataFrame(rows), label, text, self.runs)
 
     def curves(self, column: str, ylabel: str, label: str, text: str, also: str | None = None):
-        """`column` of history.csv against epoch for the best configuration of each variant."""
+        """`column` of history.csv against epoch for the network of Q2.1 (max pooling, its chosen learning rate) and
+        that of Q2.2 (no pooling, the same learning rate)."""
         import matplotlib.pyplot as plt
         import numpy as np
 
         fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
         shown = []
         for nm, colour in ((False, "tab:blue"), (True, "tab:orange")):
-            c = self.best(nm)
+            c = self.no_pool_at_chosen_lr if nm else self.best_pool
             shown += c.runs
             for col, style, suffix in ((column, "-", ""), (also, "--", " (per-epoch mean)")):
                 if col is None:
