@@ -269,7 +269,7 @@ def provenance_table(profile: str, text: str):
         raise RunError(f"no runs of profile {profile!r} in {store.results_dir()} to list in the provenance appendix: "
                        f"run `PROFILE={profile} make runs` first")
     rows = [[f"R{n}", f"{run.summary['experiment']}/{run.name}; data {run.summary['data_source']}",
-             _configuration(run), _code(run), _environment(run.env), _wall_time(run.env)]
+             _configuration(run), _code(run), _environment(run.env), _wall_time(run.env, run.summary)]
             for n, run in enumerate(runs, start=1)]
     lines = ["| " + " | ".join(PROVENANCE_COLUMNS) + " |",
              "|" + "|".join(":" + "-" * w for w in PROVENANCE_COLUMNS.values()) + "|"]
@@ -309,12 +309,15 @@ def _environment(env: dict) -> str:
             f"{get('torch_threads')} torch thread(s) of {get('cpu_count')} CPUs; {get('platform')}")
 
 
-def _wall_time(env: dict) -> str:
+def _wall_time(env: dict, summary: dict | None = None) -> str:
+    """'108.2 s, finished …'; runs trained together in one process (a Q2 sweep) share that process's time."""
     seconds = env.get("wall_time_s")
     if seconds is None:
         return "not recorded"
     took = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
     finished = env.get("finished_at")
+    together = (summary or {}).get("members_trained_together") or 1
+    took += f" for the {together} runs trained together" if together > 1 else ""
     return took + (f", finished {finished.replace('T', ' ').replace('Z', ' UTC')}" if finished else "")
 
 
