@@ -172,7 +172,7 @@ def test_title_page_and_contribution_statement(rendered):
 def test_the_report_states_its_checks_as_ours(rendered):
     _, _, pdf = rendered
     text = pdf_text(pdf)
-    assert "We computed every number, table and figure below from these runs, all of profile smoke" in text
+    assert "We computed every measured number, table and figure below from these runs, all of profile smoke" in text
     assert re.search(r"We checked what the skeleton.s fixed sizes cut off: .{0,80}which cropped \d+ of our clips, "
                      r".{0,80}which truncated \d+ of ours\.", text)
     for meta in ("HW2_STALE", "Runs shown in this report", "What these runs change", "see above)", "in these runs"):
