@@ -152,6 +152,12 @@ class Q1Results:
         return float(self.history["faults_per_call"].max())
 
     @property
+    def faulting_cells(self) -> list[dict]:
+        """The (method, dim, length) cells whose calls still page-faulted (median > 0), largest memory first."""
+        rows = self.history[self.history["faults_per_call"] > 0].sort_values("peak_memory_bytes", ascending=False)
+        return rows[["method", "dim", "length", "faults_per_call", "peak_memory_bytes"]].to_dict("records")
+
+    @property
     def load_factor(self) -> float:
         """Median over all cells of median wall time / median time on the run's clock (1 on a free core)."""
         return float((self.history["wall_time_s"] / self.history["time_s"]).median())

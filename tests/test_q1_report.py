@@ -91,3 +91,13 @@ def test_crossover_table_says_where_and_rounds_the_speed_up():
                                         (1466.0, "1,500"), (9.96, "10")])
 def test_significant_figures(value, text):
     assert report_q1.significant(value) == text
+
+
+def test_the_cells_that_still_page_fault_are_named_largest_first():
+    q1 = results()
+    assert q1.faulting_cells == []
+    q1.history.loc[q1.history["length"] >= 4096, "faults_per_call"] = 100.0
+    cells = q1.faulting_cells
+    assert {(c["method"], c["length"]) for c in cells} == {(m, n) for m in ("softmax_naive", "taylor_linear")
+                                                          for n in (4096, 8192)}
+    assert [c["peak_memory_bytes"] for c in cells] == sorted((c["peak_memory_bytes"] for c in cells), reverse=True)
