@@ -98,7 +98,7 @@ def pool(runs: list[LoadedRun], planned: dict | None = None) -> tuple[list[Loade
     """Of runs meant to be one configuration, those that may be averaged (they differ in the seed alone: same
     configuration, data and code) and the others, each with what differs. The group shown is the one with the
     profile's `planned` configuration (seed ignored), else the closest to it, then the one with most runs, then
-    the newest."""
+    the newest; its runs in seed order."""
     groups: dict[str, list[LoadedRun]] = {}
     for run in runs:
         identity = (_seedless(run), run.summary.get("data_source"), run.summary.get("code"))
@@ -113,16 +113,26 @@ def pool(runs: list[LoadedRun], planned: dict | None = None) -> tuple[list[Loade
     shown = max(groups.values(), key=rank)
     left_out = [LeftOut(run, _difference(run, shown[0])) for group in groups.values() if group is not shown
                 for run in group]
+    return sorted(shown, key=lambda r: seed_of(r) or 0), left_out
+
+
+def pool_each(groups: dict, planned) -> tuple[dict, list[LeftOut]]:
+    """`pool` for every cell of `groups` ({cell: runs}), `planned(cell)` giving the profile's configuration of
+    the cell: ({cell: the runs shown}, every run left out)."""
+    shown, left_out = {}, []
+    for cell, runs in groups.items():
+        shown[cell], cell_left_out = pool(runs, planned(cell))
+        left_out += cell_left_out
     return shown, left_out
 
 
 def _difference(run: LoadedRun, shown: LoadedRun) -> str:
     """'batch_size 16 where the runs shown have 8', 'data custom-1234 where ...', 'older code'."""
     mine, theirs = _seedless(run), _seedless(shown)
-    fields = [f"{k} {mine.get(k)}" for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
-    if fields:
-        return (f"{', '.join(fields)} where the runs shown have "
-                + ", ".join(f"{theirs.get(k)}" for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)))
+    keys = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    if keys:
+        return (", ".join(f"{k} {mine.get(k)}" for k in keys) + " where the runs shown have "
+                + ", ".join(f"{theirs.get(k)}" for k in keys))
     if run.summary.get("data_source") != shown.summary.get("data_source"):
         return f"data {run.summary.get('data_source')} where the runs shown used {shown.summary.get('data_source')}"
     return "made by other code than the runs shown"

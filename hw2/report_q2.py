@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from hw2.data import octmnist
 from hw2.profiles import q2_config
-from hw2.report import LeftOut, cached, figure, mean_std, pool, require_runs, run_refs, seed_of, table
+from hw2.report import cached, figure, mean_std, pool_each, require_runs, run_refs, table
 from hw2.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
@@ -114,13 +114,10 @@ class Q2Results:
             raise RunError(f"Q2 runs missing for profile {profile!r} ({which}): run `PROFILE={profile} make runs-q2`")
         # Only runs that differ in the seed alone are averaged; a hand run with another batch size, other epochs or
         # other data is left out, and the report names it.
-        self.configs, self.left_out = [], []
-        for (nm, lr), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-            shown, left_out = pool(rs, dataclasses.asdict(q2_config(profile, lr=lr, no_maxpool=nm)))
-            self.configs.append(Q2Config(nm, lr, sorted(shown, key=lambda r: seed_of(r) or 0)))
-            self.left_out += left_out
+        shown, self.left_out = pool_each(groups, lambda cell: dataclasses.asdict(
+            q2_config(profile, no_maxpool=cell[0], lr=cell[1])))
+        self.configs = [Q2Config(nm, lr, shown[nm, lr]) for nm, lr in sorted(shown, key=lambda c: (c[0], -c[1]))]
         self.runs = [r for c in self.configs for r in c.runs]
-        self.left_out: list[LeftOut]
 
     def variant(self, no_maxpool: bool) -> list[Q2Config]:
         return [c for c in self.configs if c.no_maxpool == no_maxpool]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from hw2.profiles import q3_config
-from hw2.report import figure, fmt, mean_std, pool, require_runs, seed_of, table
+from hw2.report import figure, fmt, mean_std, pool_each, require_runs, table
 from hw2.store import LoadedRun, RunError
 
 EXPERIMENT = "q3_asr"
@@ -249,11 +249,8 @@ class Q3Results:
             raise RunError(f"Q3 runs missing for profile {profile!r} (decoder {', '.join(missing)}): "
                            f"run `PROFILE={profile} make runs-q3`")
         # Only runs that differ in the seed alone are averaged; the others are left out, and the report names them.
-        self.decoders, self.left_out = {}, []
-        for d in DECODER_NAMES:
-            shown, left_out = pool(by_decoder[d], dataclasses.asdict(q3_config(profile, decoder=d)))
-            self.decoders[d] = Q3Decoder(d, sorted(shown, key=lambda r: seed_of(r) or 0))
-            self.left_out += left_out
+        shown, self.left_out = pool_each(by_decoder, lambda d: dataclasses.asdict(q3_config(profile, decoder=d)))
+        self.decoders = {d: Q3Decoder(d, shown[d]) for d in DECODER_NAMES}
         self.runs = [r for d in self.decoders.values() for r in d.runs]
         self.rnn, self.transformer = self.decoders["rnn"], self.decoders["transformer"]
 
