@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 from hw2.report import RENDER_RECORD, ContributionError, contribution_paragraph, load_authors
@@ -57,11 +58,11 @@ def code_files(root: Path, left_out: list[str] | None = None) -> list[Path]:
 
 def packing_list(names: list[str]) -> str:
     """'hw2/ 40 files, report/ 9 files, ...': what a zip holds, by top folder."""
-    counts: dict[str, int] = {}
-    for name in names:
+    def top(name: str) -> str:
         parts = name.split("/")[1:]  # below the zip's own top folder
-        key = parts[0] + "/" if len(parts) > 1 else parts[0]
-        counts[key] = counts.get(key, 0) + 1
+        return parts[0] + "/" if len(parts) > 1 else parts[0]
+
+    counts = Counter(map(top, names))
     return ", ".join(f"{key} {n} file{'s' if n > 1 else ''}" if key.endswith("/") else key for key, n in counts.items())
 
 
