@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 # Debian packages: espeak-ng speaks the stand-in LJ Speech corpus, poppler-utils reads PDFs back in tests,
-# gcc builds Question 2's C training step (hw2/cnn_cpu.c).
+# gcc builds Question 2's C training step (hw2/q2/cnn_cpu.c).
 sysdeps:
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do command -v $${pair#*:} >/dev/null || missing="$$missing $${pair%%:*}"; done; \
 	if [ -n "$$missing" ]; then \

@@ -5,7 +5,7 @@ the same number of SGD steps) and, because ours draws the same random streams, r
   baseline: DataLoader over a Dataset (batch 8, shuffle), nn.Module CNN, optim.SGD, loss.item() every step
   ours:     data resident as one tensor, one gather per epoch, losses kept on the device, one thread,
             the learning rates of a sweep trained together (G members), and on the CPU the steps in C
-            (hw2/cnn_cpu.c); its PyTorch path is measured too, to show what each part brings
+            (hw2/q2/cnn_cpu.c); its PyTorch path is measured too, to show what each part brings
 Prints seconds per epoch for each way, the ratios, and the projected time of the full 6-run sweep
 (2 variants x 15 epochs); runs on CUDA too when a GPU is present (--device).
 """
@@ -23,10 +23,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hw2.data import octmnist  # noqa: E402
-from hw2.models.cnn import CNN  # noqa: E402
-from hw2.profiles import Q2_LEARNING_RATES, cpu_threads, data_dir, q2_config, q2_plan, resolve_device, torch_threads  # noqa: E402,E501
-from hw2.q2_cnn import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402,E501
-from hw2.q2_cnn import engine as train_engine
+from hw2.q2.cnn import CNN  # noqa: E402
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402,E501
+from hw2.engine.paths import data_dir
+from hw2.q2.config import LEARNING_RATES as Q2_LEARNING_RATES, for_profile as q2_config, plan as q2_plan
+from hw2.q2.train import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402,E501
+from hw2.q2.train import engine as train_engine
 
 DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 

@@ -31,11 +31,13 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hw2 import store, text  # noqa: E402
-from hw2.audio import log_mel  # noqa: E402
+from hw2.q3.audio import log_mel  # noqa: E402
 from hw2.data import ljspeech  # noqa: E402
-from hw2.models.asr import build_asr_model  # noqa: E402
-from hw2.profiles import cpu_threads, q3_config, resolve_device, resolve_profile, torch_threads  # noqa: E402
-from hw2.q3_asr import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
+from hw2.q3.asr import build_asr_model  # noqa: E402
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402
+from hw2.engine.profiles import resolve_profile
+from hw2.q3.config import for_profile as q3_config
+from hw2.q3.train import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
 
 
 class PerClipFeatures(Dataset):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hw2.experiments import BY_QUESTION
+from hw2.engine.registry import BY_QUESTION
 
 
 def _positive(text: str) -> int:
@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
     if args.command in ("runs", "status"):
-        from hw2.profiles import ConfigError
-        from hw2.runs import NOTHING_IN_PROGRESS, Interrupted
-        from hw2.store import RunError
+        from hw2.engine.errors import ConfigError
+        from hw2.engine.runner import NOTHING_IN_PROGRESS, Interrupted
+        from hw2.engine.store import RunError
 
         try:
             return _runs(args) if args.command == "runs" else _status(args)
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{NOTHING_IN_PROGRESS if args.command == 'runs' else '[hw2] stopped by Ctrl-C'}", file=sys.stderr)
             return 130
     if args.command == "render":
-        from hw2.render import main as render_main
+        from hw2.engine.render import main as render_main
 
         return render_main(args.root, args.engine)
     if args.command == "submission":
-        from hw2.submission import main as submission_main
+        from hw2.engine.submission import main as submission_main
 
         return submission_main(args.root)
     parser.error(f"unknown command {args.command}")
@@ -60,15 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _runs(args) -> int:
-    from hw2.runs import run_question
+    from hw2.engine.runner import run_question
 
     questions = list(BY_QUESTION) if args.question == "all" else [args.question]
     return max(run_question(q, args.profile, args.jobs) for q in questions)
 
 
 def _status(args) -> int:
-    from hw2.profiles import resolve_profile
-    from hw2.status import report
+    from hw2.engine.profiles import resolve_profile
+    from hw2.engine.status import report
 
     text, _ = report(resolve_profile(args.profile))
     print(text)

@@ -24,7 +24,7 @@ SMALL_OCTMNIST = {"train": 0.006, "val": 0.02}
 def octmnist_standin(tmp_path_factory):
     """A small stand-in OCTMNIST file (583 training, 215 validation, all 1,000 test images), made once per
     test session."""
-    from hw2.data import octmnist
+    from hw2.q2 import octmnist
 
     data = tmp_path_factory.mktemp("octmnist")
     octmnist.write_standin(data / octmnist.FILE, seed=0, fractions=SMALL_OCTMNIST)
@@ -47,7 +47,7 @@ def smoke_runs(tmp_path_factory, octmnist_standin):
     import sys
     from types import SimpleNamespace
 
-    from hw2.data import octmnist
+    from hw2.q2 import octmnist
 
     root = tmp_path_factory.mktemp("smoke")
     data = root / "data"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 
-from hw2 import store
+from hw2.engine import store
 
 STANDIN = "standin-0123abcd"
 
@@ -165,6 +165,6 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
 
 def q3_test_metrics(run) -> dict:
     """The test loss and the three similarities of a Q3 run, as the report prints them."""
-    from hw2.metrics import SIMILARITY_NAMES
+    from hw2.q3.metrics import SIMILARITY_NAMES
 
     return {k: run.summary[k] for k in ("test_loss", *(f"test_{name}" for name in SIMILARITY_NAMES))}

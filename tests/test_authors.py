@@ -1,7 +1,7 @@
 """report/authors.yml that cannot be read is reported at its own line and column, saying what to write there."""
 import pytest
 
-from hw2.report import ContributionError, load_authors
+from hw2.reporting.helpers import ContributionError, load_authors
 
 GOOD = """group: 7
 students:

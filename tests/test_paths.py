@@ -1,7 +1,8 @@
 """Data and results are found from the project root, wherever a command or a document's kernel starts."""
 from __future__ import annotations
 
-from hw2 import profiles, store
+from hw2.engine import paths as profiles
+from hw2.engine import store
 
 
 def test_a_command_started_in_a_subfolder_uses_the_project_folders(tmp_path, monkeypatch):

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hw2 import q1_attention as bench
-from hw2 import store
-from hw2.profiles import ConfigError, q1_config, q1_plan
+from hw2.q1 import benchmark as bench
+from hw2.engine import store
+from hw2.engine.errors import ConfigError
+from hw2.q1.config import for_profile as q1_config, plan as q1_plan
 
 
 def test_crossover_kinds():
@@ -59,7 +60,7 @@ def test_profiles_and_plan():
 
 @pytest.mark.slow
 def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch):
-    from hw2.runs import run_question
+    from hw2.engine.runner import run_question
 
     monkeypatch.setenv("PROFILE", "smoke")
     tmp_path = with_smoke_runs.results
@@ -102,7 +103,7 @@ def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch)
 def test_notebook_rejects_a_bad_profile(tmp_path, monkeypatch):
     import papermill
 
-    from hw2.runs import ROOT
+    from hw2.engine.runner import ROOT
 
     monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
     with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'bogus'"):

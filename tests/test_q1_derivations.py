@@ -2,8 +2,8 @@
 import pytest
 import sympy as sp
 
-from hw2.attention import derivations as dv
-from hw2.attention import taylor
+from hw2.q1 import derivations as dv
+from hw2.q1 import taylor
 
 
 @pytest.fixture(scope="module")

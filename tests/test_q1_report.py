@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hw2 import q1_attention as bench
-from hw2 import report_q1
-from hw2.profiles import q1_config
+from hw2.q1 import benchmark as bench
+from hw2.q1 import report as report_q1
+from hw2.q1.config import for_profile as q1_config
 
 LENGTHS = [512, 1024, 2048, 4096, 8192]
 

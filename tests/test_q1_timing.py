@@ -6,8 +6,9 @@ import resource
 import pytest
 import torch
 
-from hw2 import q1_attention as bench
-from hw2.profiles import ConfigError, q1_config
+from hw2.q1 import benchmark as bench
+from hw2.engine.errors import ConfigError
+from hw2.q1.config import for_profile as q1_config
 
 LENGTHS = [1024, 2048, 4096, 8192]
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from hw2 import cnn_cpu, q2_cnn, store
-from hw2.data import octmnist
-from hw2.models.cnn import CNN, get_number_trainable_params
-from hw2.profiles import ConfigError
-from hw2.q2_cnn import StackedCNN, configure_seed, loader_permutation
+from hw2.q2 import cnn_cpu
+from hw2.q2 import train as q2_cnn
+from hw2.engine import store
+from hw2.q2 import octmnist
+from hw2.q2.cnn import CNN, get_number_trainable_params
+from hw2.engine.errors import ConfigError
+from hw2.q2.train import StackedCNN, configure_seed, loader_permutation
 from tests.conftest import SMALL_OCTMNIST
 
 # --- the model ---------------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def test_stacked_sweep_equals_three_separate_skeleton_runs(no_maxpool):
     (False, 5, 0.7, 0.0), (True, 11, 0.0, 0.01),  # other batches (a short last one), no dropout, L2 decay
 ])
 def test_c_steps_equal_the_pytorch_steps(no_maxpool, batch_size, dropout, l2_decay):
-    """hw2/cnn_cpu.c computes what the PyTorch path computes, up to float summation order."""
+    """hw2/q2/cnn_cpu.c computes what the PyTorch path computes, up to float summation order."""
     assert cnn_cpu.available()
     args = (no_maxpool, [0.1, 0.01, 0.001], batch_size, dropout, l2_decay)
     ref_losses, ref_states = stacked_epochs("torch", *args)

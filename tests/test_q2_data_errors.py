@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw2.data import octmnist
+from hw2.q2 import octmnist
 from tests.conftest import ROOT, SMALL_OCTMNIST, subprocess_env
 
 

@@ -7,7 +7,7 @@ import sys
 import papermill
 import pytest
 
-from hw2 import store
+from hw2.engine import store
 from tests.conftest import ROOT, subprocess_env
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from hw2 import audio
-from hw2.audio import N_FRAMES, N_MELS, log_mel, mel_filterbank
+from hw2.q3 import audio
+from hw2.q3.audio import N_FRAMES, N_MELS, log_mel, mel_filterbank
 
 # A waveform, the exact features torchaudio's pipeline gives for it, and torchaudio's filterbank.
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "logmel_reference.npz")

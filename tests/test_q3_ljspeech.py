@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hw2 import audio, text
-from hw2.data import ljspeech as lj
-from hw2.data import sentences
+from hw2.q3 import audio
+from hw2.q3 import text
+from hw2.q3 import ljspeech as lj
+from hw2.q3 import sentences
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ def short_standin(tmp_path_factory):
 
 
 def test_short_standin_is_deterministic_and_every_clip_fits_its_frames(short_standin, tmp_path):
-    from hw2.data import short_sentences
+    from hw2.q3 import short_sentences
 
     assert short_standin.name == f"ljspeech-short-standin-v{lj.STANDIN_VERSION}-12-s0"
     made = json.loads((short_standin / "standin.json").read_text())
@@ -282,7 +283,7 @@ def test_short_standin_is_used_even_beside_the_real_corpus(tmp_path):
 def test_short_sentences_held_out_are_mostly_unseen():
     """With the quick profile's 6,000 clips, few test sentences also occur in training (the grammar's
     first draw for each clip; a redraw for a long clip changes a handful)."""
-    from hw2.data import short_sentences
+    from hw2.q3 import short_sentences
 
     texts = [short_sentences.clip_text(0, i)[1].lower() for i in range(6000)]
     splits = lj.split_ranges(6000)

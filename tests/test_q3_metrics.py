@@ -6,7 +6,7 @@ import pytest
 import textdistance
 import torch
 
-from hw2.metrics import (
+from hw2.q3.metrics import (
     SIMILARITY_NAMES,
     EpochAccumulator,
     cut_generated,
@@ -134,7 +134,7 @@ def test_empty_accumulator_and_ragged_batch_are_errors():
 # --- degenerate output and the chance baseline -----------------------------------------------------------------
 
 def test_looping_and_constant_predictions_are_detected():
-    from hw2.metrics import degenerate_output, is_looping
+    from hw2.q3.metrics import degenerate_output, is_looping
 
     looping = "<" + ("the " * 30)[:97] + ">"  # never stopped: ">" forced at position 98
     assert is_looping(looping) and is_looping("<e " + "o" * 95 + ">")
@@ -150,8 +150,8 @@ def test_looping_and_constant_predictions_are_detected():
 
 
 def test_chance_baseline_scores_each_target_against_the_next():
-    from hw2.metrics import chance_similarities
-    from hw2.text import encode_batch
+    from hw2.q3.metrics import chance_similarities
+    from hw2.q3.text import encode_batch
 
     texts = ["ab", "ba", "cd"]
     chance = chance_similarities(encode_batch(texts))

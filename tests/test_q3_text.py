@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hw2 import text
-from hw2.text import EMPTY, MAX_LEN, N_VOCAB, START, STOP, UNK
+from hw2.q3 import text
+from hw2.q3.text import EMPTY, MAX_LEN, N_VOCAB, START, STOP, UNK
 
 
 def test_vocabulary_layout():

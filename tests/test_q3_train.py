@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from hw2 import q3_asr, store
-from hw2.metrics import SIMILARITY_NAMES
-from hw2.profiles import ConfigError, q3_config, q3_plan
-from hw2.q3_asr import ASRConfig, lr_schedule
+from hw2.q3 import train as q3_asr
+from hw2.engine import store
+from hw2.q3.metrics import SIMILARITY_NAMES
+from hw2.engine.errors import ConfigError
+from hw2.q3.config import for_profile as q3_config, plan as q3_plan
+from hw2.q3.train import ASRConfig, lr_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON_LRS = [1e-5, 5.05e-4, 1e-3, 9.175e-4, 8.35e-4, 7.525e-4, 6.7e-4, 5.875e-4, 5.05e-4, 4.225e-4, 3.4e-4,
@@ -168,7 +170,7 @@ def _tiny(**overrides) -> ASRConfig:
 
 def _execute(cfg: ASRConfig, slug: str) -> store.LoadedRun:
     corpus = q3_asr.corpus_dir("smoke")
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     spec = store.RunSpec.create(q3_asr.EXPERIMENT, cfg, "smoke", ljspeech.data_source(corpus), slug)
     return store.execute(spec, lambda run: q3_asr.train(run, cfg, corpus, "cpu", progress=False))
@@ -209,13 +211,13 @@ def test_a_diverging_run_is_marked_with_its_epoch_and_keeps_its_history(env):
 
 
 def _clips(split: str, n: int):
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     return ljspeech.load_split(q3_asr.corpus_dir("smoke"), split)[:n]
 
 
 def test_features_cached_or_per_batch_equal_each_clip_alone(env):
-    from hw2.audio import log_mel
+    from hw2.q3.audio import log_mel
 
     clips = _clips("train", 5)
     cached = q3_asr.SplitData(clips, 300, "cpu", cache_bytes=1 << 30)
@@ -232,8 +234,8 @@ def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
     _eval_step run batch by batch (loss on model(audio, text), then generate recomputing the prefix)."""
     import torch.nn.functional as F
 
-    from hw2.metrics import EpochAccumulator
-    from hw2.models.asr import build_asr_model
+    from hw2.q3.metrics import EpochAccumulator
+    from hw2.q3.asr import build_asr_model
 
     cfg = _tiny(eval_batch_size=3, decoder="transformer")
     data = q3_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)
@@ -318,7 +320,7 @@ def test_clips_cropped_and_transcripts_truncated_are_counted():
 
 
 def test_evaluate_consumes_one_draw_like_an_unshuffled_dataloader():
-    from hw2.models.asr import build_asr_model
+    from hw2.q3.asr import build_asr_model
 
     torch.manual_seed(0)
     model = build_asr_model("rnn", 1).eval()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2.render import (
+from hw2.engine.render import (
     Cell,
     Markdown,
     RenderError,
@@ -136,7 +136,7 @@ def test_project_reads_render_list_and_output_dir(tmp_path):
 
 
 def test_render_uses_quarto_when_on_path_and_copies_the_pdf(tmp_path, monkeypatch, capsys):
-    from hw2.render import main
+    from hw2.engine.render import main
 
     write(tmp_path, {"_quarto.yml": "project:\n  output-dir: _output\n  render: [report/index.qmd]\n"
                                     "format:\n  typst:\n    output-file: hw2-report.pdf\n",
@@ -156,7 +156,7 @@ FAKE_QUARTO = ("#!/bin/sh\nif [ \"$1\" = --version ]; then echo {version}; exit 
 
 
 def test_an_old_quarto_is_named_and_hw2s_renderer_used(tmp_path, monkeypatch):
-    from hw2.render import choose_engine
+    from hw2.engine.render import choose_engine
 
     write(tmp_path, {"bin/quarto": FAKE_QUARTO.format(version="1.6.40")})
     (tmp_path / "bin/quarto").chmod(0o755)
@@ -169,7 +169,7 @@ def test_an_old_quarto_is_named_and_hw2s_renderer_used(tmp_path, monkeypatch):
 
 
 def test_pre_render_steps_run_in_the_project_root_and_stop_on_failure(tmp_path):
-    from hw2.render import run_pre_render
+    from hw2.engine.render import run_pre_render
 
     write(tmp_path, {"_quarto.yml": "project:\n  pre-render:\n    - python -c \"open('ran', 'w').write('yes')\"\n"
                                     "    - exit 3\n"})
@@ -186,7 +186,7 @@ def test_pre_render_steps_run_in_the_project_root_and_stop_on_failure(tmp_path):
     ("engine: knitr\n", "only the Jupyter engine"),
 ])
 def test_unsupported_project_options_are_refused(tmp_path, config, words):
-    from hw2.render import document_metadata
+    from hw2.engine.render import document_metadata
 
     write(tmp_path, {"_quarto.yml": "project:\n  render: [index.qmd]\n" + config, "index.qmd": "x\n"})
     project = load_project(tmp_path)

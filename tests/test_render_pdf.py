@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2.render import RenderError, load_project, render
+from hw2.engine.render import RenderError, load_project, render
 
 FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.slow

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import report, report_q1, report_q2, report_q3
-from hw2.store import RunError
+from hw2.reporting import helpers as report
+from hw2.q1 import report as report_q1
+from hw2.q2 import report as report_q2
+from hw2.q3 import report as report_q3
+from hw2.engine.store import RunError
 
 
 def test_mean_std_and_versus():

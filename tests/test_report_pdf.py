@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2 import report, store
-from hw2.render import render
+from hw2.reporting import helpers as report
+from hw2.engine import store
+from hw2.engine.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBQUESTIONS = ["Q1.1", "Q1.2", "Q1.3", "Q1.4", "Q2.1", "Q2.2", "Q2.3", "Q3.1", "Q3.2", "Q3.3", "Q3.4"]
@@ -221,7 +222,7 @@ def _captions(text: str) -> list[str]:
 
 def test_quarto_renders_the_same_report(request, tmp_path):
     """The same project rendered by real Quarto: the same numbers, numbering, captions and sections, no raw TeX."""
-    from hw2.render import MIN_QUARTO, quarto_version, tool_environment
+    from hw2.engine.render import MIN_QUARTO, quarto_version, tool_environment
 
     version = quarto_version()
     if version is None or version < MIN_QUARTO:

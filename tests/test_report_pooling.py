@@ -1,6 +1,8 @@
 """Only runs that differ in the seed alone are averaged; every other run is left out by name, with the reason."""
 import runfolders
-from hw2 import report_q2, report_q3, store
+from hw2.q2 import report as report_q2
+from hw2.q3 import report as report_q3
+from hw2.engine import store
 
 
 def _variant_of(run, experiment, data_source=runfolders.STANDIN, **changes):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2 import store
+from hw2.engine import store
 
 
 def spec(config=None, **kw):
@@ -102,7 +102,7 @@ def test_a_damaged_folder_is_moved_aside_and_redone(results_dir, capsys, damage,
 
 
 def test_the_report_refuses_a_damaged_run_naming_the_file_and_the_command(results_dir):
-    from hw2 import report
+    from hw2.reporting import helpers as report
     from runfolders import q2_runs
 
     runs = q2_runs("smoke")
@@ -242,7 +242,8 @@ def test_a_statement_added_to_the_cnn_makes_new_q2_runs_and_status_names_the_fil
 
 def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_only_when_told(
         results_dir, monkeypatch, capsys):
-    from hw2 import q1_attention, report
+    from hw2.q1 import benchmark as q1_attention
+    from hw2.reporting import helpers as report
     from hw2.__main__ import main
 
     run = q1_attention.run("smoke")
@@ -291,7 +292,7 @@ def test_a_second_notebook_execution_never_rewrites_a_finished_runs_record(resul
     """Two processes asking for one run: the one that waited and reused it must not overwrite run.ipynb."""
     import papermill
 
-    from hw2 import runs
+    from hw2.engine import runner as runs
 
     s = spec()
     store.execute(s, trivial_train)
@@ -313,7 +314,7 @@ def test_a_second_notebook_execution_never_rewrites_a_finished_runs_record(resul
 def test_two_first_runs_generating_the_octmnist_stand_in_at_once_both_succeed(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from hw2.data import octmnist
+    from hw2.q2 import octmnist
 
     path = tmp_path / octmnist.FILE
     with ThreadPoolExecutor(2) as pool:

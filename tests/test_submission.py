@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from hw2.submission import SubmissionError, build
+from hw2.engine.submission import SubmissionError, build
 
 AUTHORS = """group: 7
 students:
@@ -18,7 +18,7 @@ students:
 @pytest.fixture
 def project(tmp_path):
     files = {"hw2/__init__.py": "", "hw2/train.py": "x = 1\n", "hw2/data/loader.py": "y = 2\n",
-             "hw2/typst/typst-template.typ": "#let article(doc) = doc\n",
+             "hw2/engine/typst/typst-template.typ": "#let article(doc) = doc\n",
              "analysis/q2.ipynb": "{}", "report/index.qmd": "# Q\n", "report/authors.yml": AUTHORS,
              "tests/test_x.py": "", "_quarto.yml": "project: {}\n", "README.md": "hw2\n", "Makefile": "all:\n",
              "pyproject.toml": "[project]\n", "GUIDE.md": "# Where\n",
@@ -44,7 +44,7 @@ def test_zip_holds_the_pdf_and_the_code_only(project):
     assert out == project / "hw2-group7.zip"
     names = set(zipfile.ZipFile(out).namelist())
     assert "hw2-group7/hw2-group7-report.pdf" in names
-    for kept in ("hw2/train.py", "hw2/data/loader.py", "hw2/typst/typst-template.typ", "analysis/q2.ipynb",
+    for kept in ("hw2/train.py", "hw2/data/loader.py", "hw2/engine/typst/typst-template.typ", "analysis/q2.ipynb",
                  "report/index.qmd", "report/authors.yml", "tests/test_x.py", "_quarto.yml", "README.md",
                  "Makefile", "pyproject.toml", "GUIDE.md"):
         assert f"hw2-group7/{kept}" in names, kept
@@ -56,7 +56,7 @@ def test_zip_holds_the_pdf_and_the_code_only(project):
 
 
 def test_no_data_results_or_large_file_is_packed_wherever_it_was_left_and_the_listing_says_so(project, capsys):
-    from hw2.submission import main
+    from hw2.engine.submission import main
 
     # A command once started in report/ left data there; a results folder lies in analysis/; a big output file.
     (project / "report" / "data").mkdir()

@@ -10,7 +10,8 @@ import subprocess
 import pytest
 import torch
 
-from hw2 import q2_cnn, store
+from hw2.q2 import train as q2_cnn
+from hw2.engine import store
 
 SWEEP = dict(lr=[0.1, 0.01], epochs=2, profile="smoke", progress=False)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import textdistance
 import torch
 
-from hw2.text import cut_after_stop
+from hw2.q3.text import cut_after_stop
 
 SIMILARITY_NAMES = ("jaccard_similarity", "cosine_similarity", "damerau-levenshtein_similarity")
 _SIMILARITY = {

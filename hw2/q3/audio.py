@@ -16,7 +16,7 @@ SAMPLE_RATE_ASSUMED = 16000  # MelScale's default sample rate, which the skeleto
 N_FFT = 400
 HOP = 160
 N_MELS = 80
-from hw2.configs import N_FRAMES  # noqa: E402  (the skeleton's 2,754 padded frames)
+from hw2.q3.constants import N_FRAMES  # noqa: E402  (the skeleton's 2,754 padded frames)
 
 N_FREQS = N_FFT // 2 + 1  # 201
 

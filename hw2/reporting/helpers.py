@@ -17,13 +17,13 @@ from typing import Iterable
 
 import yaml
 
-from hw2 import store
-from hw2.profiles import project_root
-from hw2.store import LoadedRun, RunError
+from hw2.engine import store
+from hw2.engine.paths import project_root
+from hw2.engine.store import LoadedRun, RunError
 
 FIGURE_DIR = Path("_figures")
 RENDER_RECORD = Path(".hw2_cache") / "render.json"  # written when a render starts (`setup`)
-DERIVED = "Computed with SymPy by hw2.attention.derivations; no run."
+DERIVED = "Computed with SymPy by hw2.q1.derivations; no run."
 
 
 class ContributionError(ValueError):
@@ -36,7 +36,7 @@ def setup() -> str:
     """Call first in the report: point the run store at the project's results (the kernel's working
     directory is the document's folder, report/) unless $HW2_RESULTS_DIR says otherwise, and return the
     profile the report shows: $PROFILE, else the same default as `make runs`."""
-    from hw2.profiles import resolve_profile
+    from hw2.engine.profiles import resolve_profile
 
     os.environ["HW2_RESULTS_DIR"] = str(store.results_dir())  # absolute from here on
     profile = resolve_profile(None)
@@ -49,7 +49,7 @@ def setup() -> str:
 
 def require_runs(experiment: str, profile: str) -> list[LoadedRun]:
     """The complete runs of `experiment` for `profile` (current code), or an error naming the make target."""
-    from hw2.experiments import BY_NAME
+    from hw2.engine.registry import BY_NAME
 
     make_target = BY_NAME[experiment].make_target
     runs = store.runs_for_report(experiment, profile)
@@ -493,7 +493,7 @@ class ShownRuns:
 
 def shown_runs(profile: str) -> list[ShownRuns]:
     """Per experiment (in the registry's order), the runs the report shows for `profile`."""
-    from hw2.experiments import EXPERIMENTS
+    from hw2.engine.registry import EXPERIMENTS
 
     return [ShownRuns(e.title, store.runs_for_report(e.name, profile)) for e in EXPERIMENTS]
 
@@ -509,7 +509,7 @@ def students_table(group: Group):
 
 def cached(name: str, sources: list[str], compute, versions: tuple[str, ...] = ()):
     """`compute()`, kept in `.hw2_cache/` at the project root per version of the modules it is computed from
-    (`sources`, e.g. "hw2.attention.derivations") and of the libraries it uses (`versions`): derivations and
+    (`sources`, e.g. "hw2.q1.derivations") and of the libraries it uses (`versions`): derivations and
     counts from code take seconds, and re-rendering prose should not."""
     import hashlib
     import importlib.util

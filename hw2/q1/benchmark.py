@@ -43,10 +43,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hw2 import store
-from hw2.attention import taylor
-from hw2.configs import AttentionBenchConfig, ConfigError
-from hw2.profiles import banner, resolve_device, resolve_profile, torch_threads
+from hw2.engine import store
+from hw2.q1 import taylor
+from hw2.engine.errors import ConfigError
+from hw2.q1.config import AttentionBenchConfig
+from hw2.engine.machine import resolve_device, torch_threads
+from hw2.engine.profiles import banner, resolve_profile
 
 EXPERIMENT = "q1_attention"
 NOTEBOOK = "analysis/q1_attention.ipynb"
@@ -62,13 +64,13 @@ def prepare_data(profile: str) -> str:
 
 
 def plan(profile: str) -> list[dict]:
-    from hw2.profiles import q1_plan
+    from hw2.q1.config import plan as q1_plan
 
     return q1_plan(profile)
 
 
 def config(profile: str, device: str = "auto") -> AttentionBenchConfig:
-    from hw2.profiles import q1_config
+    from hw2.q1.config import for_profile as q1_config
 
     return q1_config(profile, device=resolve_device(device))
 
@@ -240,7 +242,7 @@ def operation_counts() -> dict:
     larger, so it is used for ratios between lengths only (its `flops` column stays empty)."""
     import sympy as sp
 
-    from hw2.attention import derivations as dv
+    from hw2.q1 import derivations as dv
 
     softmax = sp.lambdify((dv.L, dv.D), dv.softmax_attention_cost()["total"])
     linear = sp.lambdify((dv.L, dv.D, dv.M), dv.linear_attention_cost()["total"])
@@ -503,7 +505,7 @@ def crossover(lengths, t_softmax, t_linear, fit_softmax: dict, fit_linear: dict)
 def analyse(history, cfg: AttentionBenchConfig, caches: dict | None = None) -> dict:
     """Exponents per method and D (fitted on medians over `fit_window`, with `diagnose`'s verdict),
     crossovers against each softmax method, and the flop-count L*."""
-    from hw2.attention.derivations import crossover_value
+    from hw2.q1.derivations import crossover_value
 
     exponents, crossovers, l_star, feature_dims = {}, {}, {}, {}
     for dim in cfg.dims:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hw2.experiments import EXPERIMENTS
+from hw2.engine.registry import EXPERIMENTS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The module that runs each experiment: a run's code identity covers it and the hw2 modules it imports.
@@ -60,7 +60,7 @@ class RunError(RuntimeError):
 
 
 def results_dir() -> Path:
-    from hw2.profiles import project_path
+    from hw2.engine.paths import project_path
 
     return project_path("HW2_RESULTS_DIR", "results")
 
@@ -108,7 +108,7 @@ def code_files(experiment: str) -> set[Path]:
                 continue
             modules.add(path)
             todo += _hw2_imports(path)
-    # A module's C source (hw2/cnn_cpu.c beside cnn_cpu.py) is its code too.
+    # A module's C source (hw2/q2/cnn_cpu.c beside cnn_cpu.py) is its code too.
     return modules | {p.with_suffix(".c") for p in modules if p.with_suffix(".c").is_file()}
 
 
@@ -631,7 +631,7 @@ class LoadedRun:
 def what_to_do_with_damaged(path: Path) -> str:
     """What to do about the damaged run folder `path`: the command that moves it aside and trains it again, or,
     for a run of earlier code (which no command trains again), moving it aside by hand."""
-    from hw2.experiments import BY_NAME
+    from hw2.engine.registry import BY_NAME
 
     experiment, trash = path.parent.name, path.parent / ".trash"
     config = {}

@@ -16,7 +16,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from hw2.configs import INPUT_KINDS  # noqa: E402
+from hw2.q1.constants import INPUT_KINDS  # noqa: E402
 
 
 def feature_dim(dim: int, order: int = 3, symmetric: bool = True) -> int:

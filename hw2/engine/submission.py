@@ -13,7 +13,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from hw2.report import RENDER_RECORD, ContributionError, contribution_paragraph, load_authors
+from hw2.reporting.helpers import RENDER_RECORD, ContributionError, contribution_paragraph, load_authors
 
 PDF = Path("_output") / "hw2-report.pdf"
 CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw2.store import RunError
+from hw2.engine.store import RunError
 
 FILE = "octmnist.npz"
 STANDIN_KEY = "hw2_standin"  # the stand-in's identity, an entry of the npz itself
@@ -189,7 +189,7 @@ def write_standin(path: Path, seed: int = 0, fractions: dict[str, float] | None 
         arrays[f"{split}_images"] = render_scans(labels, rng)
         arrays[f"{split}_labels"] = labels[:, None]
     arrays[STANDIN_KEY] = np.array(json.dumps({
-        "generator": "hw2.data.octmnist", "version": STANDIN_VERSION, "seed": seed, "classes": CLASSES,
+        "generator": "hw2.q2.octmnist", "version": STANDIN_VERSION, "seed": seed, "classes": CLASSES,
         **({"fractions": fractions} if fractions else {}), "arrays_sha256": _arrays_digest(arrays)}))
     # A temporary name of its own, so that two first runs generating at once never collide (the last rename wins;
     # both files are the same, as the generator is deterministic).

@@ -13,7 +13,7 @@ Where the speed comes from, without changing what is computed:
 - the runs of a learning-rate sweep share initial weights, batches and dropout masks in the skeleton
   (each run seeds 42, and the RNG stream does not depend on lr), so they are trained together as one
   stacked model (`StackedCNN`): per-step overhead is paid once for all of them;
-- on the CPU the steps themselves run in C (`hw2/cnn_cpu.c`, one call per 500 steps), since at batch 8
+- on the CPU the steps themselves run in C (`hw2/q2/cnn_cpu.c`, one call per 500 steps), since at batch 8
   PyTorch's per-operator overhead is most of a step; the PyTorch path below stays the reference (and the
   GPU's path), and a test holds the two together.
 """
@@ -29,21 +29,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hw2 import cnn_cpu, store
-from hw2.configs import CNNConfig, ConfigError
-from hw2.data import octmnist
-from hw2.loader_rng import loader_permutation
-from hw2.models.cnn import CNN, N_CLASSES, get_number_trainable_params
-from hw2.profiles import (
-    banner,
-    cpu_threads,
-    data_dir,
-    q2_config,
-    q2_plan,
-    resolve_device,
-    resolve_profile,
-    torch_threads,
-)
+from hw2.q2 import cnn_cpu
+from hw2.engine import store
+from hw2.engine.errors import ConfigError
+from hw2.q2.config import CNNConfig
+from hw2.q2 import octmnist
+from hw2.common.loader_rng import loader_permutation
+from hw2.q2.cnn import CNN, N_CLASSES, get_number_trainable_params
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
+from hw2.engine.paths import data_dir
+from hw2.engine.profiles import banner, resolve_profile
+from hw2.q2.config import for_profile as q2_config, plan as q2_plan
 
 EXPERIMENT = "q2_cnn"
 NOTEBOOK = "analysis/q2_cnn.ipynb"
@@ -165,7 +161,7 @@ def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # --- training ------------------------------------------------------------------------------------------------
 
 def engine(device: str) -> str:
-    """What trains on this device: "c" (hw2/cnn_cpu.c, the CPU's fast path) or "torch"."""
+    """What trains on this device: "c" (hw2/q2/cnn_cpu.c, the CPU's fast path) or "torch"."""
     return "c" if device == "cpu" and cnn_cpu.available() else "torch"
 
 
@@ -206,7 +202,7 @@ def _train_epoch_torch(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Ten
 
 
 def _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
-    """The same steps through hw2/cnn_cpu.c, PROGRESS_EVERY at a time. The dropout noise is drawn here, a
+    """The same steps through hw2/q2/cnn_cpu.c, PROGRESS_EVERY at a time. The dropout noise is drawn here, a
     (B, 320) tensor per step exactly as nn.Dropout draws it, so the random stream is the torch path's."""
     steps = math.ceil(len(X) / batch_size)
     noise = torch.empty(PROGRESS_EVERY, batch_size, 320) if model.dropout > 0 else None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # for the annotations only: no import at run time, so no cycle
-    from hw2.store import RunSpec
+    from hw2.engine.store import RunSpec
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Layout (both): `metadata.csv` with lines `id|text|normalized text` (UTF-8, no qu
 Splits are contiguous in metadata order: 9,825 / 655 / 2,620 clips of the 13,100 (75 / 5 / 20 %).
 
 Two stand-ins share the layout: `ljspeech` speaks LJ-Speech-like paragraphs (up to 145 characters, with
-raw and normalized columns, `hw2.data.sentences`), `short` speaks 3-6-word sentences whose clips all fit a
-frame limit (`hw2.data.short_sentences`; the `quick` profile's corpus, on which a CPU can train the
+raw and normalized columns, `hw2.q3.sentences`), `short` speaks 3-6-word sentences whose clips all fit a
+frame limit (`hw2.q3.short_sentences`; the `quick` profile's corpus, on which a CPU can train the
 recogniser to listen). The stand-in folder also holds `standin.json` (how it was made, and the SHA-256 of the
 metadata.csv it wrote).
 
@@ -31,9 +31,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from hw2.audio import n_valid_frames
-from hw2.configs import SHORT_MAX_FRAMES
-from hw2.data import sentences, short_sentences
+from hw2.q3.audio import n_valid_frames
+from hw2.q3.constants import SHORT_MAX_FRAMES
+from hw2.q3 import sentences
+from hw2.q3 import short_sentences
 
 SAMPLE_RATE = 22050
 REAL_FOLDER = "LJSpeech-1.1"

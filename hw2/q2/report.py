@@ -7,10 +7,10 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
-from hw2.data import octmnist
-from hw2.profiles import q2_config
-from hw2.report import cached, figure, mean_std, pool_each, require_runs, run_refs, table
-from hw2.store import LoadedRun, RunError
+from hw2.q2 import octmnist
+from hw2.q2.config import for_profile as q2_config
+from hw2.reporting.helpers import cached, figure, mean_std, pool_each, require_runs, run_refs, table
+from hw2.engine.store import LoadedRun, RunError
 
 Q2_EXPERIMENT = "q2_cnn"
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")  # OCTMNIST's classes 0..3
@@ -283,7 +283,7 @@ def _layer_shapes() -> dict:
     on one image; a variant without a layer has no entry for it."""
     import torch
 
-    from hw2.models.cnn import CNN, get_number_trainable_params
+    from hw2.q2.cnn import CNN, get_number_trainable_params
 
     out = {}
     for no_maxpool in (False, True):
@@ -307,7 +307,7 @@ def _layer_shapes() -> dict:
 
 
 def layer_shapes() -> dict:
-    return cached("q2-layer-shapes", ["hw2.models.cnn"], _layer_shapes)
+    return cached("q2-layer-shapes", ["hw2.q2.cnn"], _layer_shapes)
 
 
 def layer_table(label: str, text: str):
@@ -326,12 +326,12 @@ def layer_table(label: str, text: str):
                 cells[column] = "–"
         n = next(shapes[nm][name][2] for nm in (False, True) if name in shapes[nm])
         rows.append({"Layer": name, **cells, "Parameters": f"{n:,}" if n else "0"})
-    return table(pd.DataFrame(rows), label, text, "Traced through hw2.models.cnn on one 28×28 image; no run.")
+    return table(pd.DataFrame(rows), label, text, "Traced through hw2.q2.cnn on one 28×28 image; no run.")
 
 
 def _count_cnn_params() -> dict:
     """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
-    from hw2.models.cnn import CNN, get_number_trainable_params
+    from hw2.q2.cnn import CNN, get_number_trainable_params
 
     out = {}
     for no_maxpool in (False, True):
@@ -343,9 +343,9 @@ def _count_cnn_params() -> dict:
 
 
 def q2_params() -> dict:
-    """{no_maxpool: {"total", "features", "layers"}} counted on `hw2.models.cnn` (cached per module version;
+    """{no_maxpool: {"total", "features", "layers"}} counted on `hw2.q2.cnn` (cached per module version;
     importing torch alone takes seconds)."""
-    return cached("q2-params", ["hw2.models.cnn"], _count_cnn_params)
+    return cached("q2-params", ["hw2.q2.cnn"], _count_cnn_params)
 
 
 

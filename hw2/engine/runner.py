@@ -1,6 +1,6 @@
 """Run the missing runs of a question's plan, each as a papermill execution of its notebook.
 
-The experiments are those of `hw2.experiments`; each module follows its `ExperimentModule` contract
+The experiments are those of `hw2.engine.registry`; each module follows its `ExperimentModule` contract
 (prepare_data, plan, specs, run). The executed notebook is kept in each run folder it wrote, as run.ipynb.
 
 Ctrl-C stops the notebooks being executed (their runs keep the checkpoint of their last finished epoch) and
@@ -20,11 +20,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hw2 import store
-from hw2.experiments import BY_QUESTION, ExperimentModule
-from hw2.profiles import ConfigError, resolve_profile
+from hw2.engine import store
+from hw2.engine.registry import BY_QUESTION, ExperimentModule
+from hw2.engine.errors import ConfigError
+from hw2.engine.profiles import resolve_profile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = tuple(BY_QUESTION)
 
 

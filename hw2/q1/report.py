@@ -3,7 +3,7 @@ figures for `report/_q1.qmd`. Every sentence, caption included, is written in th
 """
 from __future__ import annotations
 
-from hw2.report import cached, figure, fmt, require_runs, table
+from hw2.reporting.helpers import cached, figure, fmt, require_runs, table
 
 Q1_EXPERIMENT = "q1_attention"
 METHOD_NAMES = {"softmax_naive": "softmax, naive", "softmax_sdpa": "softmax, fused SDPA",
@@ -30,15 +30,15 @@ def tex_for_pandoc(latex: str) -> str:
 
 
 def q1_answers() -> dict:
-    """`hw2.attention.derivations.answers()`: every formula of Question 1 (cached per module version)."""
+    """`hw2.q1.derivations.answers()`: every formula of Question 1 (cached per module version)."""
     import sympy
 
     def answers():
-        from hw2.attention import derivations
+        from hw2.q1 import derivations
 
         return derivations.answers()
 
-    return cached("q1-derivations", ["hw2.attention.derivations"], answers, (sympy.__version__,))
+    return cached("q1-derivations", ["hw2.q1.derivations"], answers, (sympy.__version__,))
 
 
 class Q1Results:

@@ -9,7 +9,7 @@ aggregated as the skeleton prints them.
 
 The training shuffle is drawn from the global RNG exactly as the skeleton's `DataLoader(shuffle=True)` draws
 it after the model is built, and every validation pass consumes the draw of an unshuffled loader's
-iterator (`hw2.loader_rng`), so the random stream is the skeleton's.
+iterator (`hw2.common.loader_rng`), so the random stream is the skeleton's.
 
 What makes it fast does not change what is computed: the log-mel features are computed in batches on the
 device once and kept there when they fit, the training loop never waits for the host, evaluation runs
@@ -41,23 +41,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hw2 import store, text
-from hw2.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
-from hw2.configs import ASRConfig, ConfigError
-from hw2.loader_rng import loader_iteration_seed, loader_permutation
-from hw2.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
-from hw2.models.asr import SpeechToText, build_asr_model
-from hw2.models.cnn import get_number_trainable_params
-from hw2.profiles import (
-    banner,
-    cpu_threads,
-    data_dir,
-    q3_config,
-    q3_plan,
-    resolve_device,
-    resolve_profile,
-    torch_threads,
-)
+from hw2.engine import store
+from hw2.q3 import text
+from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.engine.errors import ConfigError
+from hw2.q3.config import ASRConfig
+from hw2.common.loader_rng import loader_iteration_seed, loader_permutation
+from hw2.q3.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
+from hw2.q3.asr import SpeechToText, build_asr_model
+from hw2.q2.cnn import get_number_trainable_params
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
+from hw2.engine.paths import data_dir
+from hw2.engine.profiles import banner, resolve_profile
+from hw2.q3.config import for_profile as q3_config, plan as q3_plan
 
 EXPERIMENT = "q3_asr"
 NOTEBOOK = "analysis/q3_asr.ipynb"
@@ -123,14 +119,14 @@ def slug(cfg: ASRConfig) -> str:
 def corpus_dir(profile: str) -> Path:
     """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing; the
     short-sentence stand-in for a profile whose corpus is "short")."""
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     cfg = q3_config(resolve_profile(profile))
     return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
 
 
 def prepare_data(profile: str) -> str:
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     return ljspeech.data_source(corpus_dir(profile))
 
@@ -152,7 +148,7 @@ def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
 def run(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
                  device: str = "auto", n_encoder_layers: int = 2, progress: bool = True) -> store.LoadedRun:
     """What the notebook does: validate, print the banner, produce (or reuse) the run and return it."""
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     profile = resolve_profile(profile)
     params = {"decoder": decoder, "epochs": epochs, "seed": seed, "n_encoder_layers": n_encoder_layers}
@@ -218,7 +214,7 @@ def feature_cache_bytes(device: str) -> int:
 
 
 def load_data(corpus: Path, cfg: ASRConfig, device: str) -> dict[str, SplitData]:
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     budget = feature_cache_bytes(device)
     data = {}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw2 import store
-from hw2.runs import QUESTIONS, experiment_module
+from hw2.engine import store
+from hw2.engine.runner import QUESTIONS, experiment_module
 
 
 @dataclass
@@ -26,16 +26,17 @@ class PlannedRun:
 
 def existing_data_source(question: str, profile: str) -> str | None:
     """The data source of the question's data if it is already there (status never makes data)."""
-    from hw2.profiles import data_dir, q3_config
+    from hw2.engine.paths import data_dir
+    from hw2.q3.config import for_profile as q3_config
 
     if question == "q1":
         return experiment_module("q1").prepare_data(profile)  # random inputs: nothing to make
     if question == "q2":
-        from hw2.data import octmnist
+        from hw2.q2 import octmnist
 
         path = data_dir() / octmnist.FILE
         return octmnist.data_source(path) if path.is_file() else None
-    from hw2.data import ljspeech
+    from hw2.q3 import ljspeech
 
     cfg = q3_config(profile)
     real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw2.audio import N_FRAMES, N_MELS
-from hw2.text import MAX_LEN as MAX_TEXT_LEN
-from hw2.text import N_VOCAB, START
+from hw2.q3.audio import N_FRAMES, N_MELS
+from hw2.q3.text import MAX_LEN as MAX_TEXT_LEN
+from hw2.q3.text import N_VOCAB, START
 
 HIDDEN = 200
 N_HEADS = 2
 FEED_FORWARD = 400
 POS_TIMESCALE = 3000  # the skeleton's max timescale for the encoder's sinusoids
-from hw2.configs import DECODERS  # noqa: E402
+from hw2.q3.constants import DECODERS  # noqa: E402
 
 
 class MultiHeadAttention(nn.Module):

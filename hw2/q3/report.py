@@ -9,9 +9,9 @@ import statistics
 from dataclasses import dataclass
 from functools import cached_property
 
-from hw2.profiles import q3_config
-from hw2.report import figure, fmt, mean_std, pool_each, require_runs, table
-from hw2.store import LoadedRun, RunError
+from hw2.q3.config import for_profile as q3_config
+from hw2.reporting.helpers import figure, fmt, mean_std, pool_each, require_runs, table
+from hw2.engine.store import LoadedRun, RunError
 
 EXPERIMENT = "q3_asr"
 DECODER_NAMES = {"rnn": "LSTM decoder", "transformer": "Transformer decoder"}
@@ -330,7 +330,7 @@ class Q3Results:
         """The lowest possible loss with label smoothing: the entropy of the smoothed target distribution."""
         import math
 
-        from hw2.text import N_VOCAB
+        from hw2.q3.text import N_VOCAB
 
         eps = float(self.rnn.run.config["config"]["label_smoothing"])
         true, other = 1 - eps + eps / N_VOCAB, eps / N_VOCAB
@@ -528,8 +528,8 @@ def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
 
 
 def _scores(target: str, prediction: str) -> dict:
-    from hw2 import text as tokens
-    from hw2.metrics import string_similarities
+    from hw2.q3 import text as tokens
+    from hw2.q3.metrics import string_similarities
 
     scores = string_similarities(tokens.encode_batch([target]), tokens.encode_batch([prediction]))
     return {m: scores[SIMILARITIES[m]][0] for m in SIMILARITIES}

@@ -1,1 +1,0 @@
-"""Question 1: SymPy derivations (`derivations`) and Taylor linear attention on tensors (`taylor`)."""

@@ -1,0 +1,52 @@
+"""What a run uses of the machine: the device and the CPU threads."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from hw2.engine.errors import ConfigError
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_device(name: str | None = "auto") -> str:
+    if name in (None, "", "auto"):
+        return "cuda" if cuda_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}: use 'auto', 'cpu' or 'cuda'")
+    if name == "cuda" and not cuda_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return name
+
+
+def cpu_threads() -> int:
+    """Torch threads for a CPU training run: $HW2_THREADS, default 1.
+
+    The models' ops are small (batches of 8 images, or of 64 x 200 features; one token per decoding step),
+    so a second thread buys little on an idle machine and, on a shared one, makes every op wait for a
+    descheduled thread (measured here under load: an ASR training step 11x, greedy decoding 4x slower);
+    sweeps run side by side instead.
+    """
+    raw = os.environ.get("HW2_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"HW2_THREADS must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run with `threads` torch threads (None: unchanged), restoring the previous number afterwards.
+    Wrap a whole `store.execute`, so the run's env.json records the number it ran with."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
