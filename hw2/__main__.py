@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hw2.engine.registry import BY_QUESTION
+from hw2.engine import registry
 
 
 def _positive(text: str) -> int:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hw2", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     runs = sub.add_parser("runs", help="run the missing runs of a question's plan (papermill)")
-    runs.add_argument("question", choices=[*BY_QUESTION, "all"], help="a question, or all of them in turn")
+    runs.add_argument("question", choices=[*registry.questions(), "all"], help="a question, or all of them in turn")
     runs.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     runs.add_argument("--jobs", type=_positive, default=1, help="runs to execute at once")
     render = sub.add_parser("render", help="render the report PDF (Quarto when on PATH, else hw2's renderer)")
@@ -31,13 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
     if args.command in ("runs", "status"):
-        from hw2.engine.errors import ConfigError
+        from hw2.engine.errors import UserError
         from hw2.engine.runner import NOTHING_IN_PROGRESS, Interrupted
-        from hw2.engine.store import RunError
 
         try:
             return _runs(args) if args.command == "runs" else _status(args)
-        except (ConfigError, RunError) as exc:  # the library's typed errors: one line, no traceback
+        except UserError as exc:  # what the user can fix: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
         # Ctrl-C: one line (on a line of its own, as a killed kernel may leave a progress bar unfinished)
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 def _runs(args) -> int:
     from hw2.engine.runner import run_question
 
-    questions = list(BY_QUESTION) if args.question == "all" else [args.question]
+    questions = registry.questions() if args.question == "all" else [args.question]
     return max(run_question(q, args.profile, args.jobs) for q in questions)
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import random
 
-from hw2.engine import store
+from hw2.engine import registry, store
 
 STANDIN = "standin-0123abcd"
 
 
 def write_run(experiment: str, config: dict, profile: str, slug: str, history: list[dict], summary: dict,
               files: dict | None = None) -> store.LoadedRun:
-    spec = store.RunSpec.create(experiment, config, profile, STANDIN, slug)
+    spec = store.RunSpec.of(registry.by_name(experiment), config, profile, STANDIN, slug)
 
     def train(run):
         for row in history:
@@ -145,7 +145,7 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
                    "train_seconds": 2.4, "test_degenerate": {"kind": "looping", "distinct": 4, "most_common": "x",
                                                              "most_common_share": 0.25, "looping_share": 1.0},
                    "chance": {n: c for n, c in zip(Q3_SIMILARITIES, (0.6, 0.75, 0.2))}, **test}
-        spec = store.RunSpec.create("q3_asr", config, profile, STANDIN, f"{decoder}")
+        spec = store.RunSpec.of(registry.by_name("q3_asr"), config, profile, STANDIN, f"{decoder}")
 
         examples = {"targets": Q3_TEXTS[:2], "epochs": [{"epoch": e, "predictions": [f"<{decoder} {e}>"] * 2}
                                                         for e in range(1, epochs + 1)]}

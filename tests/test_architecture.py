@@ -1,5 +1,6 @@
-"""The package's shape: no import cycle anywhere in hw2 (imports inside functions count), leaf modules for
-configuration and the experiment registry, and every registered experiment following one contract."""
+"""The package's shape: no import cycle anywhere in hw2 (imports inside functions and under TYPE_CHECKING count),
+an engine that knows the questions only through the registry's contract, questions that do not import each
+other, light configuration modules, and every registered experiment following the contract."""
 import ast
 import importlib
 import inspect
@@ -7,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2.engine import registry as experiments
-from hw2.engine import store
+from hw2.engine import registry, store
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hw2"
 
@@ -19,15 +19,10 @@ def module_name(path: Path) -> str:
 
 
 def hw2_imports(path: Path, known: set[str]) -> set[str]:
-    """The hw2 modules a file imports, at the top or inside functions (not under `if TYPE_CHECKING:`)."""
+    """The hw2 modules a file imports, anywhere (at the top, inside functions, under `if TYPE_CHECKING:`)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-               and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
-               for n in ast.walk(node)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -61,40 +56,52 @@ def test_no_import_cycle_in_hw2():
             visit(node, [node])
 
 
-def test_configuration_and_registry_are_leaves_that_import_nothing_heavy():
+QUESTIONS = ("hw2.q1", "hw2.q2", "hw2.q3")
+
+
+def test_the_registry_is_a_leaf_and_the_configurations_are_light():
     graph = import_graph()
-    for leaf in ("hw2.configs", "hw2.engine.registry"):
-        assert graph[leaf] == set(), leaf
-        source = (PACKAGE / f"{leaf.split('.')[1]}.py").read_text()
-        assert "import torch" not in source and "import numpy" not in source
-    # the profile table reads configurations only: no experiment module, no data code
-    assert graph["hw2.engine.profiles"] <= {"hw2.configs"}
+    assert graph["hw2.engine.registry"] == set()
+    for question in QUESTIONS:
+        allowed = {"hw2.engine.errors", "hw2.engine.profiles", f"{question}.constants"}
+        assert graph[f"{question}.config"] <= allowed, question
+        for light in ("config", "constants"):
+            path = PACKAGE / question.split(".")[1] / f"{light}.py"
+            if path.exists():
+                assert "import torch" not in path.read_text() and "import numpy" not in path.read_text(), path
 
 
-@pytest.mark.parametrize("experiment", experiments.EXPERIMENTS, ids=lambda e: e.name)
+def test_the_engine_knows_no_question_and_no_question_imports_another():
+    graph = import_graph()
+    for module, imports in graph.items():
+        if module.startswith("hw2.engine"):
+            assert not {i for i in imports if i.startswith(QUESTIONS)}, module
+        for question in QUESTIONS:
+            if module.startswith(question + "."):
+                others = {i for i in imports if i.startswith(QUESTIONS) and not i.startswith(question)}
+                assert not others, f"{module} imports {others}"
+
+
+@pytest.mark.parametrize("experiment", registry.EXPERIMENTS, ids=lambda e: e.name)
 def test_every_experiment_follows_the_contract(experiment):
     module = importlib.import_module(experiment.module)
-    assert module.EXPERIMENT == experiment.name and module.NOTEBOOK == experiment.notebook
     assert (PACKAGE.parent / experiment.notebook).is_file()
-    for name in ("prepare_data", "plan", "specs", "run"):
+    assert isinstance(module.PARAMETERS, dict) and "profile" in module.PARAMETERS
+    assert module.CHECKPOINT_UNIT in ("epoch", "step")
+    for name in ("plan", "data_source", "prepare_data", "configs", "specs", "run"):
+        contract = inspect.signature(getattr(registry.ExperimentModule, name))
         assert callable(getattr(module, name, None)), f"{experiment.module} has no {name}()"
-    contract = inspect.signature(experiments.ExperimentModule.specs)
-    assert list(inspect.signature(module.specs).parameters) == list(contract.parameters)[1:]
-    assert list(inspect.signature(module.plan).parameters) == ["profile"]
-    assert list(inspect.signature(module.prepare_data).parameters) == ["profile"]
+        if name != "run":
+            assert list(inspect.signature(getattr(module, name)).parameters) == list(contract.parameters)[1:], name
+    # run takes exactly the notebook's parameters (and may add keyword-only conveniences with defaults)
+    run_parameters = inspect.signature(module.run).parameters
+    assert set(module.PARAMETERS) <= set(run_parameters)
+    assert all(p.default is not inspect.Parameter.empty for n, p in run_parameters.items() if n not in module.PARAMETERS)
 
 
-def test_a_config_class_edit_changes_no_runs_identity_but_a_shared_constant_does(tmp_path):
-    configs = store.PACKAGE_DIR / "configs.py"
-    text = configs.read_text()
-    assert "class AttentionBenchConfig" in text and "SHORT_MAX_FRAMES" in text
-    extra = "class AttentionBenchConfig:\n    def extra(self):\n        return 1\n"
-    method = text.replace("class AttentionBenchConfig:", extra, 1)
-    constant = text.replace("SHORT_MAX_FRAMES = ", "SHORT_MAX_FRAMES = 1 + ", 1)
-    for name, body in {"method": method, "constant": constant}.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "configs.py").write_text(body)
-    # A config is keyed by its values; its class's code (validation, labels) cannot change a result.
-    assert store.normalized_code(tmp_path / "method" / "configs.py") == store.normalized_code(configs)
-    # Module-level constants (frames, decoders, input kinds) are used by experiment code: they stay in the identity.
-    assert store.normalized_code(tmp_path / "constant" / "configs.py") != store.normalized_code(configs)
+def test_a_config_edit_changes_no_runs_identity_but_a_shared_constant_does(tmp_path):
+    """A configuration enters a run's key by value: its module (validation, labels, the profile table) is outside
+    the code identity; constants the code computes with are inside."""
+    fingerprints = store.code_fingerprints("hw2.q3.experiment")
+    assert "q3/constants.py" in fingerprints and "q3/config.py" not in fingerprints
+    assert "q1/constants.py" in store.code_fingerprints("hw2.q1.experiment")

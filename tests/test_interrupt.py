@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import ROOT, subprocess_env
 
-from hw2.q2 import train as q2_cnn
+from hw2.q2 import experiment as q2_experiment
 from hw2.engine import store
 
 # Every epoch of Question 2 lasts at least this long in the processes started with SLOW_EPOCHS on their path
@@ -49,9 +49,9 @@ def test_ctrl_c_stops_the_notebook_and_the_runner_keeping_the_last_checkpoint(
     (hooks / "sitecustomize.py").write_text(SLOW_EPOCHS)
     env = subprocess_env(HW2_DATA_DIR=octmnist_dir, HW2_RESULTS_DIR=results_dir, HW2_TEST_EPOCH_SECONDS=EPOCH_SECONDS,
                          HW2_TEST_ROOT=ROOT, PYTHONPATH=hooks)
-    source = q2_cnn.prepare_data("smoke")
-    first = q2_cnn.plan("smoke")[0]  # the execution the runner starts first (--jobs 1)
-    specs = q2_cnn.specs(first, "smoke", source)
+    source = q2_experiment.prepare_data("smoke")
+    first = q2_experiment.plan("smoke")[0]  # the execution the runner starts first (--jobs 1)
+    specs = q2_experiment.specs(first, "smoke", source)
     checkpoints = [spec.partial_path / store.Run.CHECKPOINT for spec in specs]
 
     # Its own session, as a shell's job: Ctrl-C signals the whole group, as a terminal does.
@@ -83,7 +83,7 @@ def test_ctrl_c_stops_the_notebook_and_the_runner_keeping_the_last_checkpoint(
 
     # The same command again resumes from there (here in this process, without the slow epochs).
     capsys.readouterr()
-    runs = q2_cnn.run(**first, profile="smoke", progress=False)
+    runs = q2_experiment.run(**first, profile="smoke", progress=False)
     assert all(len(run.history) == 2 for run in runs)
     out = capsys.readouterr().out
     assert all(f"resuming {spec.name} after epoch 1" in out for spec in specs)

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hw2.q1 import benchmark as bench
 from hw2.engine import store
 from hw2.engine.errors import ConfigError
-from hw2.q1.config import for_profile as q1_config, plan as q1_plan
+from hw2.q1 import benchmark as bench
+from hw2.q1 import config, experiment
 
 
 def test_crossover_kinds():
@@ -36,26 +36,26 @@ def test_peak_memory_counts_torch_allocations():
 
 def test_config_and_parameter_errors_are_specific():
     with pytest.raises(ConfigError, match="lengths must be"):
-        q1_config("smoke", lengths=(256, 128))
+        config.for_profile("smoke", lengths=(256, 128))
     with pytest.raises(ConfigError, match="taylor_linear"):
-        q1_config("smoke", methods=("softmax_naive",))
+        config.for_profile("smoke", methods=("softmax_naive",))
     with pytest.raises(ConfigError, match="the fields are .*dims"):
-        q1_config("smoke", max_len=5)
+        config.for_profile("smoke", max_len=5)
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
-        bench.validate_params("fast", "auto")
+        experiment.configs({"device": "auto"}, "fast")
     with pytest.raises(ConfigError, match="profile must be a string"):
-        bench.validate_params(3, "auto")
+        experiment.configs({"device": "auto"}, 3)
     with pytest.raises(ConfigError, match="unknown device 'tpu'"):
-        bench.validate_params("smoke", "tpu")
+        experiment.configs({"device": "tpu"}, "smoke")
 
 
 def test_profiles_and_plan():
-    full, quick = q1_config("full"), q1_config("quick")
+    full, quick = config.for_profile("full"), config.for_profile("quick")
     assert full.dims == (16, 64) and full.order == 3 and full.symmetric
     assert full.lengths[0] == 128 and full.lengths[-1] > quick.lengths[-1] >= 8192
-    assert q1_plan("quick") == [{"device": "auto"}] == bench.plan("quick")
-    a, b = bench.spec({"device": "cpu"}, "smoke", "synthetic"), bench.spec({"device": "cpu"}, "quick", "synthetic")
-    assert a.key == bench.spec({"device": "cpu"}, "smoke", "synthetic").key != b.key
+    assert config.plan("quick") == [{"device": "auto"}] == experiment.plan("quick")
+    a, b = experiment.specs({"device": "cpu"}, "smoke", "synthetic")[0], experiment.specs({"device": "cpu"}, "quick", "synthetic")[0]
+    assert a.key == experiment.specs({"device": "cpu"}, "smoke", "synthetic")[0].key != b.key
 
 
 @pytest.mark.slow
@@ -64,11 +64,11 @@ def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch)
 
     monkeypatch.setenv("PROFILE", "smoke")
     tmp_path = with_smoke_runs.results
-    (path,) = [p for p in (tmp_path / bench.EXPERIMENT).iterdir() if not p.name.startswith(".")]
+    (path,) = [p for p in (tmp_path / experiment.ENTRY.name).iterdir() if not p.name.startswith(".")]
     assert store.check_complete(path) is None
     assert {"config.json", "history.csv", "summary.json", "env.json", "approx_error.csv", "run.ipynb"} <= {
         p.name for p in path.iterdir()}
-    cfg = q1_config("smoke")
+    cfg = config.for_profile("smoke")
     history = pd.read_csv(path / "history.csv")
     assert len(history) == len(cfg.methods) * len(cfg.dims) * len(cfg.lengths)
     assert {"method", "dim", "length", "feature_dim", "time_s", "time_q1_s", "time_q3_s", "wall_time_s",
@@ -96,7 +96,7 @@ def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch)
                       for o in c.get("outputs", []))
     assert "[hw2] q1_attention: profile=smoke data=synthetic device=cpu" in outputs
     assert run_question("q1", "smoke") == 0  # complete: nothing to redo
-    assert [p.name for p in (tmp_path / bench.EXPERIMENT).iterdir() if not p.name.startswith(".")] == [path.name]
+    assert [p.name for p in (tmp_path / experiment.ENTRY.name).iterdir() if not p.name.startswith(".")] == [path.name]
 
 
 @pytest.mark.slow
@@ -107,13 +107,13 @@ def test_notebook_rejects_a_bad_profile(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
     with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'bogus'"):
-        papermill.execute_notebook(str(ROOT / bench.NOTEBOOK), str(tmp_path / "out.ipynb"),
+        papermill.execute_notebook(str(ROOT / experiment.ENTRY.notebook), str(tmp_path / "out.ipynb"),
                                    parameters={"profile": "bogus"}, cwd=str(ROOT), kernel_name="python3",
                                    progress_bar=False)
-    assert not (tmp_path / bench.EXPERIMENT).exists()
+    assert not (tmp_path / experiment.ENTRY.name).exists()
 
 
 def test_missing_run_names_the_make_target(tmp_path, monkeypatch):
     monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
     with pytest.raises(store.RunError, match="PROFILE=smoke make runs-q1"):
-        bench.find_run("smoke", "cpu")
+        experiment.find_run("smoke", "cpu")

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from hw2.q2 import cnn_cpu
+from hw2.q2 import experiment as q2_experiment
 from hw2.q2 import train as q2_cnn
 from hw2.engine import store
 from hw2.q2 import octmnist
-from hw2.q2.cnn import CNN, get_number_trainable_params
+from hw2.common.params import get_number_trainable_params
+from hw2.q2.cnn import CNN
 from hw2.engine.errors import ConfigError
 from hw2.q2.train import StackedCNN, configure_seed, loader_permutation
 from tests.conftest import SMALL_OCTMNIST
@@ -255,7 +257,7 @@ def test_c_steps_reject_labels_outside_the_four_classes():
 
 
 def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, results_dir):
-    (run,) = q2_cnn.run(0.01, epochs=2, profile="smoke", progress=False)
+    (run,) = q2_experiment.run(0.01, epochs=2, profile="smoke", progress=False)
     h = run.history
     epoch1, epoch2 = h["train_loss_epoch"]
     # Both epochs have the same number of steps, so the running mean after 2 is the mean of the epoch means.
@@ -282,7 +284,7 @@ def test_cumulative_training_loss_is_the_skeletons_running_mean(octmnist_dir, re
 
 def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, results_dir, monkeypatch):
     kwargs = dict(lr=[0.1, 0.01], epochs=3, profile="smoke", progress=False)
-    reference = q2_cnn.run(**kwargs)
+    reference = q2_experiment.run(**kwargs)
     reference = {r.name: (r.summary, r.history) for r in reference}
     for r in store.list_runs("q2_cnn"):
         store._move_aside(r.path, "test: train again")
@@ -298,13 +300,13 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
 
     monkeypatch.setattr(q2_cnn, "loader_permutation", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        q2_cnn.run(**kwargs)
+        q2_experiment.run(**kwargs)
     partial = sorted((results_dir / "q2_cnn").glob("*.partial"))
     assert len(partial) == 2 and all((p / "checkpoint.pt").exists() for p in partial)
     assert not [p for p in (results_dir / "q2_cnn").iterdir() if p.name in reference]  # nothing half-sealed
 
     monkeypatch.setattr(q2_cnn, "loader_permutation", real)
-    resumed = q2_cnn.run(**kwargs)
+    resumed = q2_experiment.run(**kwargs)
     for r in resumed:
         summary, history = reference[r.name]
         assert r.history.drop(columns="seconds").equals(history.drop(columns="seconds"))
@@ -314,7 +316,7 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
 
 
 def test_diverging_member_is_recorded_and_the_sweep_goes_on(octmnist_dir, results_dir):
-    runs = {r.config["config"]["lr"]: r for r in q2_cnn.run([1e6, 0.01], epochs=3, profile="smoke",
+    runs = {r.config["config"]["lr"]: r for r in q2_experiment.run([1e6, 0.01], epochs=3, profile="smoke",
                                                                 progress=False)}
     bad, good = runs[1e6], runs[0.01]
     assert bad.summary["status"] == "diverged" and bad.summary["diverged_epoch"] == 1
@@ -340,12 +342,12 @@ def test_diverging_member_is_recorded_and_the_sweep_goes_on(octmnist_dir, result
 ])
 def test_bad_parameters_are_rejected_with_a_clear_message(params, message):
     with pytest.raises(ConfigError, match=message):
-        q2_cnn.validate_params(**params)
+        q2_experiment.configs(params, params.get("profile"))
 
 
 def test_plan_is_the_statements_sweep():
-    plan = q2_cnn.plan("full")
+    plan = q2_experiment.plan("full")
     assert plan == [{"lr": [0.1, 0.01, 0.001], "no_maxpool": False}, {"lr": [0.1, 0.01, 0.001], "no_maxpool": True}]
-    configs, _, _ = q2_cnn.validate_params(**plan[0], profile="full")
+    configs = q2_experiment.configs(plan[0], "full")
     assert [(c.epochs, c.batch_size, c.dropout, c.seed, c.n_train) for c in configs] == [(15, 8, 0.7, 42, None)] * 3
     assert configs[1].label == "0.01-0.7-0-sgd-False"

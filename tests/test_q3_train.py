@@ -1,6 +1,7 @@
 """Question 3 training: the skeleton's schedule, parameter validation, a smoke run of both decoders through
 the notebook, resume after an interrupted epoch, and divergence handling."""
 import csv
+import importlib
 import json
 import os
 import subprocess
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from hw2.q3 import experiment as q3_experiment
 from hw2.q3 import train as q3_asr
-from hw2.engine import store
+from hw2.engine import registry, store
 from hw2.q3.metrics import SIMILARITY_NAMES
 from hw2.engine.errors import ConfigError
 from hw2.q3.config import for_profile as q3_config, plan as q3_plan
@@ -81,14 +83,14 @@ def test_full_profile_is_the_skeleton_protocol():
 ])
 def test_bad_parameters_are_clear_errors(params, message):
     with pytest.raises(ConfigError, match=message):
-        q3_asr.make_config(params, "smoke")
+        q3_experiment.configs(params, "smoke")
 
 
 def test_bad_device_and_profile_are_clear_errors():
     with pytest.raises(ConfigError, match="unknown device 'gpu'"):
-        q3_asr.run(device="gpu", profile="smoke")
+        q3_experiment.run(device="gpu", profile="smoke")
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
-        q3_asr.run(profile="fast")
+        q3_experiment.run(profile="fast")
 
 
 @pytest.mark.slow
@@ -96,10 +98,10 @@ def test_smoke_runs_of_both_decoders_through_the_notebook(with_smoke_runs):
     cmd = [sys.executable, "-m", "hw2", "runs", "q3", "--profile", "smoke"]
     env = with_smoke_runs.env
     assert "[hw2] q3_asr: profile=smoke data=" in with_smoke_runs.output  # the banner
-    source = q3_asr.prepare_data("smoke")
+    source = q3_experiment.prepare_data("smoke")
     cfg = q3_config("smoke")
     for params in q3_plan("smoke"):
-        path = q3_asr.spec(params, "smoke", source).path
+        path = q3_experiment.specs(params, "smoke", source)[0].path
         assert store.check_complete(path) is None
         run = store.load(path)
         assert {"run.ipynb", "model.pt", "test_predictions.csv", "attention.npz", "metrics_raw.json"} <= set(
@@ -144,7 +146,7 @@ def test_a_bad_notebook_parameter_fails_with_the_message(env, tmp_path):
     import papermill
 
     with pytest.raises(papermill.PapermillExecutionError, match="decoder must be one of"):
-        papermill.execute_notebook(str(ROOT / q3_asr.NOTEBOOK), str(tmp_path / "out.ipynb"),
+        papermill.execute_notebook(str(ROOT / q3_experiment.ENTRY.notebook), str(tmp_path / "out.ipynb"),
                                    parameters={"decoder": "cnn", "profile": "smoke"}, cwd=str(ROOT),
                                    kernel_name="python3", progress_bar=False)
 
@@ -157,7 +159,8 @@ def test_a_bad_notebook_parameter_fails_with_the_message(env, tmp_path):
 def test_every_notebook_refuses_parameters_it_does_not_know(notebook, parameters, unknown, tmp_path):
     import papermill
 
-    known = ", ".join(papermill.inspect_notebook(str(ROOT / notebook)))
+    entry = next(e for e in registry.EXPERIMENTS if e.notebook == notebook)
+    known = ", ".join(importlib.import_module(entry.module).PARAMETERS)  # the one list the notebook checks against
     with pytest.raises(papermill.PapermillExecutionError) as error:
         papermill.execute_notebook(str(ROOT / notebook), str(tmp_path / "out.ipynb"), parameters=parameters,
                                    cwd=str(ROOT), kernel_name="python3", progress_bar=False)
@@ -169,10 +172,10 @@ def _tiny(**overrides) -> ASRConfig:
 
 
 def _execute(cfg: ASRConfig, slug: str) -> store.LoadedRun:
-    corpus = q3_asr.corpus_dir("smoke")
+    corpus = q3_experiment.corpus_dir("smoke")
     from hw2.q3 import ljspeech
 
-    spec = store.RunSpec.create(q3_asr.EXPERIMENT, cfg, "smoke", ljspeech.data_source(corpus), slug)
+    spec = store.RunSpec.create(q3_experiment.ENTRY.name, cfg, "smoke", ljspeech.data_source(corpus), slug)
     return store.execute(spec, lambda run: q3_asr.train(run, cfg, corpus, "cpu", progress=False))
 
 
@@ -213,7 +216,7 @@ def test_a_diverging_run_is_marked_with_its_epoch_and_keeps_its_history(env):
 def _clips(split: str, n: int):
     from hw2.q3 import ljspeech
 
-    return ljspeech.load_split(q3_asr.corpus_dir("smoke"), split)[:n]
+    return ljspeech.load_split(q3_experiment.corpus_dir("smoke"), split)[:n]
 
 
 def test_features_cached_or_per_batch_equal_each_clip_alone(env):

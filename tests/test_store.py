@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hw2.engine import store
+from hw2.engine import registry, store
 
 
 def spec(config=None, **kw):
@@ -123,7 +123,7 @@ def test_a_damaged_run_of_earlier_code_is_never_shown_and_the_message_says_no_co
     s = spec()
     store.execute(s, trivial_train)
     _same_size_edit(s.path)
-    monkeypatch.setattr(store, "code_hash", lambda experiment: "the current code")
+    monkeypatch.setattr(store, "code_hash", lambda module="": "the current code")
     assert store.list_runs("demo") == []  # of earlier code: not shown by default
     with pytest.raises(store.RunError, match=re.escape(
             f"it was made by earlier code, which no command trains again: move it to {s.path.parent / '.trash'} "
@@ -190,17 +190,18 @@ def test_list_runs_filters_profile_and_code(results_dir, monkeypatch):
     store.execute(spec(profile="quick"), trivial_train)
     assert [r.summary["profile"] for r in store.list_runs("demo", "quick")] == ["quick"]
     assert len(store.list_runs("demo")) == 2
-    current = store.code_hash("demo")
-    monkeypatch.setattr(store, "code_hash", lambda experiment: "changed" if experiment == "demo" else current)
+    monkeypatch.setattr(store, "code_hash", lambda module="": "changed")
     assert store.list_runs("demo", "quick") == []
     assert len(store.list_runs("demo", "quick", current_code=False)) == 1
 
 
 def test_a_runs_code_is_its_module_and_what_it_imports():
-    files = {p.relative_to(store.PACKAGE_DIR).as_posix() for p in store.code_files("q2_cnn")}
-    assert {"q2_cnn.py", "models/cnn.py", "data/octmnist.py", "cnn_cpu.py", "cnn_cpu.c"} <= files
-    # Editing the report, the renderer, the profile table or another question does not retrain Q2.
-    assert not files & {"render.py", "report.py", "profiles.py", "runs.py", "store.py", "q3_asr.py", "audio.py"}
+    files = {p.relative_to(store.PACKAGE_DIR).as_posix() for p in store.code_files("hw2.q2.experiment")}
+    assert {"q2/experiment.py", "q2/train.py", "q2/cnn.py", "q2/octmnist.py", "q2/cnn_cpu.py", "q2/cnn_cpu.c",
+            "common/loader_rng.py", "common/params.py"} <= files
+    # Editing the engine, the report, the configuration and profile table or another question does not retrain Q2.
+    assert not {f for f in files if f.startswith(("engine/", "reporting/", "q1/", "q3/"))}
+    assert not files & {"q2/report.py", "q2/config.py", "__main__.py"}
 
 
 # --- run identity follows what can change a result ------------------------------------------------------------
@@ -219,7 +220,7 @@ def _reworded(text: str) -> str:
 
 
 def test_rewording_docstrings_and_comments_anywhere_keeps_every_runs_identity(tmp_path):
-    files = {p for e in store.EXPERIMENT_MODULES for p in store.code_files(e)}
+    files = {p for e in registry.EXPERIMENTS for p in store.code_files(e.module)}
     assert len(files) > 10
     for path in sorted(files):
         copy = tmp_path / path.relative_to(store.PACKAGE_DIR)
@@ -231,43 +232,77 @@ def test_rewording_docstrings_and_comments_anywhere_keeps_every_runs_identity(tm
         assert store.normalized_code(copy) == store.normalized_code(path), path.name
 
 
-def test_a_statement_added_to_the_cnn_makes_new_q2_runs_and_status_names_the_file(tmp_path, monkeypatch):
-    cnn = store.PACKAGE_DIR / "models" / "cnn.py"
-    copy = tmp_path / "cnn.py"
-    copy.write_text(cnn.read_text() + "\nEXTRA_CONSTANT = 1\n")
-    assert store.normalized_code(copy) != store.normalized_code(cnn)
-    assert "models/cnn.py" in store.code_fingerprints("q2_cnn") and "models/cnn.py" in store.code_fingerprints("q3_asr")
-    assert "models/cnn.py" not in store.code_fingerprints("q1_attention")
+def code_hashes_after_edit(tmp_path, monkeypatch, relative: str, edit) -> dict[str, str]:
+    """Every experiment's code identity with the package's file `relative` edited by `edit(text) -> text`, computed
+    on a copy of the package (the checkout is never touched)."""
+    import shutil
+
+    copy = tmp_path / "hw2"
+    shutil.copytree(store.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / relative).write_text(edit((copy / relative).read_text()))
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "PACKAGE_DIR", copy)
+        store.code_fingerprints.cache_clear()
+        try:
+            return {e.name: store.code_hash(e.module) for e in registry.EXPERIMENTS}
+        finally:
+            store.code_fingerprints.cache_clear()
+
+
+def current_code_hashes() -> dict[str, str]:
+    return {e.name: store.code_hash(e.module) for e in registry.EXPERIMENTS}
+
+
+def test_editing_q2s_model_retrains_q2_only(tmp_path, monkeypatch):
+    before = current_code_hashes()
+    after = code_hashes_after_edit(tmp_path, monkeypatch, "q2/cnn.py", lambda text: text + "\nEXTRA_CONSTANT = 1\n")
+    assert after["q2_cnn"] != before["q2_cnn"]
+    assert after["q3_asr"] == before["q3_asr"] and after["q1_attention"] == before["q1_attention"]
+
+
+def test_a_real_change_to_q3s_model_makes_q3_stale(tmp_path, monkeypatch):
+    before = current_code_hashes()
+    after = code_hashes_after_edit(tmp_path, monkeypatch, "q3/asr.py",
+                                   lambda text: text.replace("batch_first=True", "batch_first=False", 1))
+    assert after["q3_asr"] != before["q3_asr"]
+    assert after["q2_cnn"] == before["q2_cnn"] and after["q1_attention"] == before["q1_attention"]
+
+
+def test_editing_a_configuration_module_or_a_report_helper_keeps_every_run(tmp_path, monkeypatch):
+    before = current_code_hashes()
+    for relative in ("q3/config.py", "q2/report.py", "engine/store.py"):
+        assert code_hashes_after_edit(tmp_path / relative, monkeypatch, relative,
+                                      lambda text: text + "\nEXTRA_CONSTANT = 1\n") == before, relative
 
 
 def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_only_when_told(
         results_dir, monkeypatch, capsys):
-    from hw2.q1 import benchmark as q1_attention
-    from hw2.reporting import helpers as report
     from hw2.__main__ import main
+    from hw2.q1 import experiment as q1_experiment
+    from hw2.reporting import helpers as report
 
-    run = q1_attention.run("smoke")
+    run = q1_experiment.run("smoke")
     assert main(["status", "--profile", "smoke"]) == 0
     assert "q1 (profile smoke, data synthetic): 1 planned: 1 current, 0 stale, 0 missing" in capsys.readouterr().out
     # the attention code changes (a statement, not a docstring): the run is stale and status says why
-    before = store.code_fingerprints("q1_attention")
-    changed = {**before, "attention/taylor.py": "0" * 16}
-    monkeypatch.setattr(store, "code_fingerprints", lambda experiment: changed if experiment == "q1_attention"
+    before = store.code_fingerprints("hw2.q1.experiment")
+    changed = {**before, "q1/taylor.py": "0" * 16}
+    monkeypatch.setattr(store, "code_fingerprints", lambda module="": changed if module == "hw2.q1.experiment"
                         else before)
     assert main(["status", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "0 current, 1 stale, 0 missing; `PROFILE=smoke make runs-q1` makes them" in out
-    assert f"made from {run.path.name}, whose code differs in attention/taylor.py" in out
+    assert f"made from {run.path.name}, whose code differs in q1/taylor.py" in out
     assert store.runs_for_report("q1_attention", "smoke") == []  # never used silently
     monkeypatch.setenv("HW2_STALE", "use")
     (shown,) = store.runs_for_report("q1_attention", "smoke")
-    assert shown.stale and shown.changed_files() == ["attention/taylor.py"]
-    assert "Made with earlier code" in report.provenance([shown]) and "attention/taylor.py" in report.provenance([shown])
+    assert shown.stale and shown.changed_files() == ["q1/taylor.py"]
+    assert "Made with earlier code" in report.provenance([shown]) and "q1/taylor.py" in report.provenance([shown])
     monkeypatch.setenv("HW2_STALE", "maybe")
     with pytest.raises(store.RunError, match="HW2_STALE must be 'use'"):
         store.runs_for_report("q1_attention", "smoke")
     # a run whose files no longer match its manifest: status names it, the file and what to do
-    monkeypatch.setattr(store, "code_fingerprints", lambda experiment: before)
+    monkeypatch.setattr(store, "code_fingerprints", lambda module="": before)
     text = (run.path / "history.csv").read_text()
     (run.path / "history.csv").write_text(text[:-2] + ("0" if text[-2] != "0" else "1") + text[-1])
     assert main(["status", "--profile", "smoke"]) == 0

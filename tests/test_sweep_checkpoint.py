@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from hw2.q2 import train as q2_cnn
+from hw2.q2 import experiment as q2_experiment
 from hw2.engine import store
 
 SWEEP = dict(lr=[0.1, 0.01], epochs=2, profile="smoke", progress=False)
@@ -18,7 +18,7 @@ SWEEP = dict(lr=[0.1, 0.01], epochs=2, profile="smoke", progress=False)
 
 def _train_again(results_dir):
     """Train the sweep once, uninterrupted, as the reference; then move its runs aside to train them again."""
-    reference = {r.name: r for r in q2_cnn.run(**SWEEP)}
+    reference = {r.name: r for r in q2_experiment.run(**SWEEP)}
     for run in reference.values():
         store._move_aside(run.path, "test: train again")
     return reference
@@ -66,13 +66,13 @@ def test_a_full_disk_at_the_second_members_checkpoint_is_recovered_by_the_next_a
 
     monkeypatch.setattr(store.os, "fsync", disk_full_at_lr001_epoch_2)
     with pytest.raises(OSError, match="No space left on device"):
-        q2_cnn.run(**SWEEP)
+        q2_experiment.run(**SWEEP)
     monkeypatch.setattr(store.os, "fsync", real_fsync)
     left_behind = _temporaries(results_dir)
     assert (_epochs_logged(results_dir, 0.1), _epochs_logged(results_dir, 0.01)) == (2, 1)
     capsys.readouterr()
 
-    _same_results(q2_cnn.run(**SWEEP), reference)  # the next attempt, as the runner makes it
+    _same_results(q2_experiment.run(**SWEEP), reference)  # the next attempt, as the runner makes it
     assert left_behind == []  # the failed write removed its temporary file
     out = capsys.readouterr().out
     assert "all resume from epoch 1, the last they share, and train again what lr0.1-" in out
@@ -85,7 +85,7 @@ def test_a_kill_between_the_members_checkpoints_leaves_a_stale_temporary_that_th
     """A diverged member logs no more epochs, so its history is shorter than its sweep's: the checkpoint's epoch,
     not the history's length, says where the sweep resumes."""
     sweep = {**SWEEP, "lr": [1e6, 0.01]}
-    reference = {r.name: r for r in q2_cnn.run(**sweep)}
+    reference = {r.name: r for r in q2_experiment.run(**sweep)}
     for run in reference.values():
         store._move_aside(run.path, "test: train again")
     real_save, saves = store.Run.save_checkpoint, []
@@ -98,7 +98,7 @@ def test_a_kill_between_the_members_checkpoints_leaves_a_stale_temporary_that_th
 
     monkeypatch.setattr(store.Run, "save_checkpoint", killed_before_the_second_members_epoch_2_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        q2_cnn.run(**sweep)
+        q2_experiment.run(**sweep)
     monkeypatch.setattr(store.Run, "save_checkpoint", real_save)
     # A writer killed outright (SIGKILL, power cut) cannot remove its temporary file: leave one as it would.
     dead = subprocess.Popen(["true"])
@@ -108,7 +108,7 @@ def test_a_kill_between_the_members_checkpoints_leaves_a_stale_temporary_that_th
     live = _partial(results_dir, 0.01) / f".notes.tmp{os.getpid()}-1"  # a live writer's: never touched
     live.write_bytes(b"in progress")
 
-    runs = q2_cnn.run(**sweep)
+    runs = q2_experiment.run(**sweep)
     _same_results(runs, reference)
     assert {r.summary["diverged_epoch"] for r in runs} == {1, None}
     assert not stale.exists() and (reference_path(runs, 0.01) / live.name).exists()  # moved with its sealed folder

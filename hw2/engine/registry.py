@@ -1,60 +1,91 @@
-"""The experiments of the report, one per question: the one list that the run store, the runner, the report
-and the command line read. An experiment `qN_name` is the module `hw2/qN_name.py`, the notebook
-`analysis/qN_name.ipynb`, the run folders `results/qN_name/`, and `make runs-qN`.
+"""The experiments of the report, one per question: the one list that the runner, `status`, the report, the
+Makefile (through `python -m hw2`) and the command line read. Each entry names its question package's
+`experiment` module, which follows `ExperimentModule`: the engine knows an experiment only through it.
 
-Every experiment module follows `ExperimentModule`. A leaf module: it imports nothing of hw2 at run time.
+A leaf module: it imports nothing of hw2 (not even for typing), so any module may read it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:  # for the annotations only: no import at run time, so no cycle
-    from hw2.engine.store import RunSpec
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class Experiment:
-    name: str  # q1_attention: module, notebook and results folder
-    question: str  # q1: `python -m hw2 runs q1`, `make runs-q1`
+    name: str  # q2_cnn: the notebook analysis/<name>.ipynb and the run folders results/<name>/
+    question: str  # q2: `python -m hw2 runs q2`, `make runs-q2`
     title: str  # how the report's title page names it
+    module: str  # the module that follows ExperimentModule, e.g. hw2.q2.experiment
+    notebook: str = ""  # the papermill notebook, relative to the project root (default analysis/<name>.ipynb)
 
-    @property
-    def module(self) -> str:
-        return f"hw2.{self.name}"
-
-    @property
-    def notebook(self) -> str:
-        return f"analysis/{self.name}.ipynb"
+    def __post_init__(self):
+        if not self.notebook:
+            object.__setattr__(self, "notebook", f"analysis/{self.name}.ipynb")
 
     @property
     def make_target(self) -> str:
         return f"runs-{self.question}"
 
 
-EXPERIMENTS = (
-    Experiment("q1_attention", "q1", "Question 1 (attention benchmark)"),
-    Experiment("q2_cnn", "q2", "Question 2 (CNN on OCTMNIST)"),
-    Experiment("q3_asr", "q3", "Question 3 (speech recognition on LJ Speech)"),
-)
-BY_NAME = {e.name: e for e in EXPERIMENTS}
-BY_QUESTION = {e.question: e for e in EXPERIMENTS}
+EXPERIMENTS: list[Experiment] = [
+    Experiment("q1_attention", "q1", "Question 1 (attention benchmark)", "hw2.q1.experiment"),
+    Experiment("q2_cnn", "q2", "Question 2 (CNN on OCTMNIST)", "hw2.q2.experiment"),
+    Experiment("q3_asr", "q3", "Question 3 (speech recognition on LJ Speech)", "hw2.q3.experiment"),
+]
+
+
+def questions() -> list[str]:
+    return [e.question for e in EXPERIMENTS]
+
+
+def by_question(question: str) -> Experiment:
+    for entry in EXPERIMENTS:
+        if entry.question == question:
+            return entry
+    raise KeyError(question)
+
+
+def by_name(name: str) -> Experiment:
+    for entry in EXPERIMENTS:
+        if entry.name == name:
+            return entry
+    raise KeyError(name)
+
+
+def by_module(module: str) -> Experiment:
+    """The entry of an experiment module (each module finds its own name, notebook and make target here)."""
+    for entry in EXPERIMENTS:
+        if entry.module == module:
+            return entry
+    raise KeyError(module)
 
 
 class ExperimentModule(Protocol):
-    """What every experiment module provides (the runner, the store and the notebooks rely on it)."""
+    """Everything the engine asks of an experiment, one name per step.
 
-    EXPERIMENT: str  # its name in EXPERIMENTS
-    NOTEBOOK: str  # analysis/<name>.ipynb
+    The runner asks for the profile's `plan`, makes or finds the data (`prepare_data`), computes each execution's
+    run keys (`specs`) to see which runs are missing, and executes the notebook with the plan's parameters; the
+    notebook checks them (`PARAMETERS`) and calls `run`. `status` asks `data_source`, `plan` and `specs`, and
+    never makes data. After Ctrl-C the runner says which `CHECKPOINT_UNIT` each interrupted run keeps.
+    """
 
-    def prepare_data(self, profile: str) -> str:
-        """Find, download or generate the data; return its data source (part of every run key)."""
+    PARAMETERS: dict[str, Any]  # the notebook's parameters and their defaults: the one list of them
+    CHECKPOINT_UNIT: str  # what a run's checkpoint counts: "epoch" (resumes after it) or "step"
 
     def plan(self, profile: str) -> list[dict]:
-        """The notebook parameters of each execution the profile's plan needs."""
+        """The notebook parameters of each execution the profile's plan needs (the profile is added)."""
 
-    def specs(self, params: dict, profile: str, data_source: str) -> list[RunSpec]:
-        """The runs one notebook execution with `params` writes."""
+    def data_source(self, profile: str) -> str | None:
+        """The identity of the profile's data if it is present, else None; never downloads or makes data."""
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def prepare_data(self, profile: str) -> str:
+        """Find, download or make the profile's data; return its data source (part of every run key)."""
+
+    def configs(self, params: dict, profile: str) -> list:
+        """The validated configuration of each run an execution with `params` writes (ConfigError if invalid)."""
+
+    def specs(self, params: dict, profile: str, data_source: str) -> list:
+        """The run keys (store.RunSpec) of the runs an execution with `params` writes."""
+
+    def run(self, **params: Any) -> Any:
         """What the notebook calls: validate, print the banner, produce (or reuse) the run(s) and return them."""

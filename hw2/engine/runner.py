@@ -20,32 +20,37 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from hw2.engine import store
-from hw2.engine.registry import BY_QUESTION, ExperimentModule
+from hw2.engine import registry, store
 from hw2.engine.errors import ConfigError
+from hw2.engine.paths import project_root
 from hw2.engine.profiles import resolve_profile
-
-ROOT = Path(__file__).resolve().parents[2]
-QUESTIONS = tuple(BY_QUESTION)
+from hw2.engine.registry import ExperimentModule
 
 
 def experiment_module(question: str) -> ExperimentModule:
-    if question not in BY_QUESTION:
-        raise ConfigError(f"unknown question {question!r}: use one of {', '.join(QUESTIONS)}")
-    return importlib.import_module(BY_QUESTION[question].module)
+    try:
+        return importlib.import_module(registry.by_question(question).module)
+    except KeyError:
+        raise ConfigError(f"unknown question {question!r}: use one of {', '.join(registry.questions())}") from None
 
 
 # What a fresh IPython kernel defines besides the notebook's own names.
 KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
-def refuse_unknown_parameters(namespace: dict, known: list[str], notebook: str) -> None:
-    """Called by each notebook after its parameters cell: papermill silently defines any `-p NAME VALUE`, so a
-    misspelt or foreign parameter would otherwise run the default experiment. Raise a ConfigError naming it."""
+def notebook_parameters(namespace: dict, module: ExperimentModule) -> dict:
+    """The experiment's parameters as the notebook's kernel holds them after papermill's injected cell (the
+    notebook's parameters cell sets the defaults, `module.PARAMETERS`). papermill silently defines any
+    `-p NAME VALUE`, so a misspelt or foreign parameter would otherwise run the default experiment: raise a
+    ConfigError naming it and the parameters the notebook takes."""
+    known = list(module.PARAMETERS)
     unknown = sorted(name for name in namespace if not name.startswith("_") and name not in known
-                     and name not in KERNEL_NAMES and not callable(namespace[name]) and not hasattr(namespace[name], "__file__"))
+                     and name not in KERNEL_NAMES and not callable(namespace[name])
+                     and not hasattr(namespace[name], "__file__"))
     if unknown:
+        notebook = registry.by_module(module.__name__).notebook
         raise ConfigError(f"{notebook}: unknown parameter(s) {', '.join(unknown)}; it takes {', '.join(known)}")
+    return {name: namespace.get(name, default) for name, default in module.PARAMETERS.items()}
 
 
 def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec], **papermill_options) -> None:
@@ -61,7 +66,7 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
     tmp = store.temporary_path(first.path.with_name(first.name + ".run"), suffix=".ipynb")
     try:
         papermill.execute_notebook(
-            str(notebook), str(tmp), parameters=parameters, cwd=str(ROOT), kernel_name="python3",
+            str(notebook), str(tmp), parameters=parameters, cwd=str(project_root()), kernel_name="python3",
             # the kernel's output streams to ours once (log_output would also log its stderr, printing it twice)
             log_output=False, stdout_file=sys.stdout, stderr_file=sys.stderr, progress_bar=False,
             **papermill_options,
@@ -100,7 +105,7 @@ class _Stopper:
         self.requested = threading.Event()
         self.hurry = False
         self.kernels: list = []  # the kernel manager of every execution started
-        self.running: dict[int, list[store.RunSpec]] = {}  # worker thread -> the runs its execution trains
+        self.running: dict[int, tuple[list[store.RunSpec], str]] = {}  # worker thread -> its runs, their unit
 
     def on_sigint(self, signum, frame) -> None:
         if self.requested.is_set():
@@ -152,15 +157,13 @@ class _Stopper:
     def kept(self) -> str:
         """One line: each interrupted run, the epoch of the checkpoint it keeps, and how to resume."""
         parts = []
-        for specs in self.running.values():
+        for specs, unit in self.running.values():
             specs = [s for s in specs if store.check_complete(s.path) is not None]  # not those it had finished
             if not specs:
                 continue
             names = ", ".join(f"{s.experiment}/{s.name}" for s in specs)
             epoch = store.checkpointed_epoch(specs)
-            # A run with epochs checkpoints once per epoch; another (Question 1's benchmark) at its own steps.
-            kept = (("the checkpoint of epoch " if "epochs" in specs[0].config else "the checkpoint of step ")
-                    + str(epoch) if epoch else "no checkpoint (none had been saved)")
+            kept = f"the checkpoint of {unit} {epoch}" if epoch else "no checkpoint (none had been saved)"
             parts.append(f"{names} keep{'s' if len(specs) == 1 else ''} {kept}")
         if not parts:
             return NOTHING_IN_PROGRESS
@@ -199,9 +202,9 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
         names = ", ".join(s.name for s in specs)
         start = time.time()
         print(f"[hw2] {question}: running {names} with {params}", flush=True)
-        stopper.running[threading.get_ident()] = specs
+        stopper.running[threading.get_ident()] = specs, module.CHECKPOINT_UNIT
         try:
-            execute_notebook(ROOT / module.NOTEBOOK, {**params, "profile": profile}, specs,
+            execute_notebook(project_root() / registry.by_module(module.__name__).notebook, {**params, "profile": profile}, specs,
                              kernel_manager_class=stopper.kernel_manager_class())
         except Exception as exc:  # one failed execution must not stop the others
             if stopper.requested.is_set():

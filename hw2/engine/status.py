@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw2.engine import store
-from hw2.engine.runner import QUESTIONS, experiment_module
+from hw2.engine import registry, store
+from hw2.engine.runner import experiment_module
 
 
 @dataclass
@@ -24,29 +24,9 @@ class PlannedRun:
     problem: str = ""  # what is wrong with a damaged run's folder
 
 
-def existing_data_source(question: str, profile: str) -> str | None:
-    """The data source of the question's data if it is already there (status never makes data)."""
-    from hw2.engine.paths import data_dir
-    from hw2.q3.config import for_profile as q3_config
-
-    if question == "q1":
-        return experiment_module("q1").prepare_data(profile)  # random inputs: nothing to make
-    if question == "q2":
-        from hw2.q2 import octmnist
-
-        path = data_dir() / octmnist.FILE
-        return octmnist.data_source(path) if path.is_file() else None
-    from hw2.q3 import ljspeech
-
-    cfg = q3_config(profile)
-    real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
-    folder = real or ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
-    return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
-
-
 def question_status(question: str, profile: str) -> tuple[str | None, list[PlannedRun]]:
     module = experiment_module(question)
-    source = existing_data_source(question, profile)
+    source = module.data_source(profile)
     if source is None:
         return None, []
     planned = []
@@ -67,7 +47,7 @@ def question_status(question: str, profile: str) -> tuple[str | None, list[Plann
 def report(profile: str) -> tuple[str, bool]:
     """The status text of every question, and whether every planned run is current."""
     lines, all_current, any_stale = [], True, False
-    for question in QUESTIONS:
+    for question in registry.questions():
         source, planned = question_status(question, profile)
         target = f"PROFILE={profile} make runs-{question}"
         if source is None:

@@ -38,31 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hw2.engine.registry import EXPERIMENTS
+from hw2.engine.errors import UserError
+from hw2.engine.paths import results_dir
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-# The module that runs each experiment: a run's code identity covers it and the hw2 modules it imports.
-EXPERIMENT_MODULES = {e.name: e.module for e in EXPERIMENTS}
-# The boundary of "code that can change a result": the experiment's module and the hw2 modules it reaches by
-# imports (models, training, data, metrics, features, C kernels), EXCEPT the modules below, which store,
-# run, show or configure runs (a profile's effect on a run is its config, which is keyed). Editing these
-# never makes a run stale.
-NOT_EXPERIMENT_CODE = {"store.py", "runs.py", "render.py", "__main__.py", "profiles.py", "submission.py"}
-# Files whose classes are config dataclasses: a run's config enters its key by value, and their methods only
-# validate or name it, so only the module-level code (shared constants) is part of the code identity. Otherwise a
-# change to one question's config class would make every question's runs stale.
-CONFIG_FILES = {"configs.py"}
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The boundary of "code that can change a result": an experiment's module and the hw2 modules it reaches by
+# imports (its question's model, training, data, features, C kernel; shared code it uses), EXCEPT what stores,
+# runs, shows or configures runs: the engine, the report helpers, and each question's `config.py` (a run's
+# configuration enters its key by value) and `report.py`. Editing these never makes a run stale.
+OUTSIDE_ROOMS = {"engine", "reporting"}
+OUTSIDE_FILES = {"__main__.py", "config.py", "report.py"}
 REQUIRED_FILES = ("config.json", "summary.json", "env.json", "history.csv")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run that cannot be found or used, with what to do about it."""
-
-
-def results_dir() -> Path:
-    from hw2.engine.paths import project_path
-
-    return project_path("HW2_RESULTS_DIR", "results")
 
 
 def _module_file(name: str) -> Path | None:
@@ -92,19 +82,21 @@ def _hw2_imports(path: Path) -> set[Path]:
 
 
 def _outside_boundary(path: Path) -> bool:
-    return path.name in NOT_EXPERIMENT_CODE or path.name.startswith("report")
+    relative = path.relative_to(PACKAGE_DIR)
+    return relative.parts[0] in OUTSIDE_ROOMS or path.name in OUTSIDE_FILES or path.name == "__init__.py"
 
 
-def code_files(experiment: str) -> set[Path]:
-    """The experiment's module and every hw2 module it reaches through imports (the whole package for an
-    experiment without a registered module), less those outside the boundary, with their C sources."""
-    if experiment not in EXPERIMENT_MODULES:
+def code_files(module: str = "") -> set[Path]:
+    """The experiment module `module` and every hw2 module it reaches through imports (the whole package for
+    "" or a module that no longer exists), less those outside the boundary, with their C sources."""
+    start = _module_file(module) if module else None
+    if start is None:
         modules = {p for p in PACKAGE_DIR.rglob("*.py") if not _outside_boundary(p)}
     else:
-        todo, modules = [_module_file(EXPERIMENT_MODULES[experiment])], set()
+        todo, modules = [start], set()
         while todo:
             path = todo.pop()
-            if path is None or path in modules or _outside_boundary(path):
+            if path in modules or _outside_boundary(path):
                 continue
             modules.add(path)
             todo += _hw2_imports(path)
@@ -119,8 +111,6 @@ def normalized_code(path: Path) -> str:
     if path.suffix != ".py":
         return " ".join(re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S).split())
     tree = ast.parse(text)
-    if path.name in CONFIG_FILES:
-        tree.body = [node for node in tree.body if not isinstance(node, ast.ClassDef)]
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -131,16 +121,16 @@ def normalized_code(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def code_fingerprints(experiment: str) -> dict[str, str]:
-    """{file relative to the package: hash of its normalized code} over the experiment's boundary."""
+def code_fingerprints(module: str = "") -> dict[str, str]:
+    """{file relative to the package: hash of its normalized code} over the experiment module's boundary."""
     return {path.relative_to(PACKAGE_DIR).as_posix(): hashlib.sha256(normalized_code(path).encode()).hexdigest()[:16]
-            for path in sorted(code_files(experiment))}
+            for path in sorted(code_files(module))}
 
 
-def code_hash(experiment: str) -> str:
-    """The experiment's code identity, part of every run key: a change that can alter a result makes new runs;
-    a reworded docstring or comment, or an edit outside the boundary, does not."""
-    return hashlib.sha256(json.dumps(code_fingerprints(experiment), sort_keys=True).encode()).hexdigest()
+def code_hash(module: str = "") -> str:
+    """The code identity of the experiment module `module`, part of every run key: a change that can alter a
+    result makes new runs; a reworded docstring or comment, or an edit outside the boundary, does not."""
+    return hashlib.sha256(json.dumps(code_fingerprints(module), sort_keys=True).encode()).hexdigest()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -161,22 +151,32 @@ def _jsonable(obj: Any) -> Any:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What identifies a run: experiment, config, profile, data source and code."""
+    """What identifies a run: experiment, config, profile, data source and code (that of `module`, the
+    experiment's module, and what it imports). `command` says what trains it (`make runs-q2`), not part of the key."""
 
     experiment: str
     config: dict
     profile: str
     data_source: str
     slug: str = ""
-    code: str = ""  # filled with code_hash(experiment)
+    code: str = ""  # filled with code_hash(module)
+    module: str = ""
+    command: str = ""
 
     def __post_init__(self):
         if not self.code:
-            object.__setattr__(self, "code", code_hash(self.experiment))
+            object.__setattr__(self, "code", code_hash(self.module))
 
     @staticmethod
-    def create(experiment: str, config: Any, profile: str, data_source: str, slug: str = "") -> "RunSpec":
-        return RunSpec(experiment, _jsonable(config), profile, data_source, slug)
+    def create(experiment: str, config: Any, profile: str, data_source: str, slug: str = "", module: str = "",
+               command: str = "") -> "RunSpec":
+        return RunSpec(experiment, _jsonable(config), profile, data_source, slug, module=module, command=command)
+
+    @staticmethod
+    def of(entry: Any, config: Any, profile: str, data_source: str, slug: str = "") -> "RunSpec":
+        """A run of the registered experiment `entry` (its registry entry: name, module and make target)."""
+        return RunSpec.create(entry.name, config, profile, data_source, slug, module=entry.module,
+                              command=f"make {entry.make_target}")
 
     @property
     def key(self) -> str:
@@ -585,8 +585,8 @@ def execute_many(specs: list[RunSpec], train: Callable[[list[Run]], list[dict]],
             run = Run(spec)
             run.write_json("config.json", {"experiment": spec.experiment, "profile": spec.profile,
                                            "data_source": spec.data_source, "code": spec.code,
-                                           "config": spec.config,
-                                           "code_files": code_fingerprints(spec.experiment)})
+                                           "config": spec.config, "module": spec.module,
+                                           "command": spec.command, "code_files": code_fingerprints(spec.module)})
             todo.append(run)
         if todo:
             summaries = train(todo)
@@ -616,10 +616,10 @@ class LoadedRun:
     @property
     def stale(self) -> bool:
         """Made by code that differs from the current code (within the experiment's boundary)."""
-        return self.summary.get("code") != code_hash(self.summary["experiment"])
+        return self.summary.get("code") != code_hash(self.config.get("module", ""))
 
     def changed_files(self) -> list[str]:
-        return changed_files(self.config, self.summary["experiment"]) if self.stale else []
+        return changed_files(self.config) if self.stale else []
 
     def file(self, name: str) -> Path:
         """A file of the run, one its manifest vouches for."""
@@ -631,17 +631,15 @@ class LoadedRun:
 def what_to_do_with_damaged(path: Path) -> str:
     """What to do about the damaged run folder `path`: the command that moves it aside and trains it again, or,
     for a run of earlier code (which no command trains again), moving it aside by hand."""
-    from hw2.engine.registry import BY_NAME
-
-    experiment, trash = path.parent.name, path.parent / ".trash"
+    trash = path.parent / ".trash"
     config = {}
     with contextlib.suppress(OSError, ValueError):
         config = json.loads((path / "config.json").read_text())
     config = config if isinstance(config, dict) else {}
     profile = config.get("profile")
-    command = (f"`{f'PROFILE={profile} ' if profile else ''}make {BY_NAME[experiment].make_target}`"
-               if experiment in BY_NAME else "`python -m hw2 runs`")
-    if config.get("code") not in (None, code_hash(experiment)):
+    command = (f"`{f'PROFILE={profile} ' if profile else ''}{config['command']}`" if config.get("command")
+               else "`python -m hw2 runs`")
+    if config.get("code") not in (None, code_hash(config.get("module", ""))):
         return (f"it was made by earlier code, which no command trains again: move it to {trash} yourself "
                 f"({command} trains the current code's run)")
     return f"{command} moves it to {trash} and trains it again"
@@ -682,7 +680,7 @@ def list_runs(experiment: str, profile: str | None = None, current_code: bool = 
             continue
         if profile and identity.get("profile") != profile:
             continue
-        if current_code and identity.get("code") != code_hash(experiment):
+        if current_code and identity.get("code") != code_hash(identity.get("module", "")):
             continue
         runs.append(load(path))
     return runs
@@ -702,12 +700,13 @@ def use_stale() -> bool:
     return value == "use"
 
 
-def changed_files(run_config: dict, experiment: str) -> list[str]:
-    """The files whose code differs between a run's record and the current code (added and removed ones too)."""
+def changed_files(run_config: dict) -> list[str]:
+    """The files whose code differs between a run's record (its config.json) and the current code (added and
+    removed ones too)."""
     recorded = run_config.get("code_files")
     if recorded is None:
         return ["unrecorded files"]  # a run made before per-file code records
-    current = code_fingerprints(experiment)
+    current = code_fingerprints(run_config.get("module", ""))
     return sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
 
 
@@ -730,7 +729,7 @@ def stale_run(spec: RunSpec) -> tuple[Path, list[str]] | None:
     if not found:
         return None
     _, path, config = max(found, key=lambda item: item[0])
-    return path, changed_files(config, spec.experiment)
+    return path, changed_files(config)
 
 
 def runs_for_report(experiment: str, profile: str) -> list[LoadedRun]:

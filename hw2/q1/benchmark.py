@@ -45,63 +45,9 @@ import torch
 
 from hw2.engine import store
 from hw2.q1 import taylor
-from hw2.engine.errors import ConfigError
 from hw2.q1.config import AttentionBenchConfig
-from hw2.engine.machine import resolve_device, torch_threads
-from hw2.engine.profiles import banner, resolve_profile
 
-EXPERIMENT = "q1_attention"
-NOTEBOOK = "analysis/q1_attention.ipynb"
-DATA_SOURCE = "synthetic"
 SOFTMAX_METHODS = ("softmax_naive", "softmax_sdpa")
-
-
-# --- the runner's interface ---------------------------------------------------------------------------------
-
-def prepare_data(profile: str) -> str:
-    """The benchmark draws random tensors: there is no data set to prepare."""
-    return DATA_SOURCE
-
-
-def plan(profile: str) -> list[dict]:
-    from hw2.q1.config import plan as q1_plan
-
-    return q1_plan(profile)
-
-
-def config(profile: str, device: str = "auto") -> AttentionBenchConfig:
-    from hw2.q1.config import for_profile as q1_config
-
-    return q1_config(profile, device=resolve_device(device))
-
-
-def spec(params: dict, profile: str, data_source: str) -> store.RunSpec:
-    cfg = config(profile, params.get("device", "auto"))
-    return store.RunSpec.create(EXPERIMENT, cfg, profile, data_source, slug=f"attention-{cfg.device}")
-
-
-def validate_params(profile, device) -> tuple[str, str]:
-    """The notebook's parameters checked: (profile, device) resolved, or a ConfigError saying what to pass."""
-    if profile is not None and not isinstance(profile, str):
-        raise ConfigError(f"profile must be a string (full, quick or smoke) or None, got {profile!r}")
-    if not isinstance(device, str):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return resolve_profile(profile), resolve_device(device)
-
-
-def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
-    """The runs a notebook execution with `params` writes: one."""
-    return [spec(params, profile, data_source)]
-
-
-def run(profile: str | None = None, device: str = "auto") -> store.LoadedRun:
-    """What the notebook calls: produce (or reuse) the run of this profile and device."""
-    profile, device = validate_params(profile, device)
-    cfg = config(profile, device)
-    print(banner(EXPERIMENT, profile, DATA_SOURCE, cfg.device), flush=True)
-    with torch_threads(cfg.threads):
-        return store.execute(spec({"device": cfg.device}, profile, DATA_SOURCE), lambda r: measure(r, cfg),
-                             cfg.device)
 
 
 # --- measurement --------------------------------------------------------------------------------------------
@@ -635,9 +581,3 @@ def tables(loaded: store.LoadedRun):
          "kind": c["kind"], "flop-count L*": c["L_star"], "speed-up at longest L": c["ratio_at_longest"]}
         for m, per_dim in summary["crossovers"].items() for d, c in per_dim.items()])
     return exponents, crossovers
-
-
-def find_run(profile: str | None = None, device: str = "auto") -> store.LoadedRun:
-    """The finished run of a profile and device for the report, or a RunError naming `make runs-q1`."""
-    profile, device = validate_params(profile, device)
-    return store.find(spec({"device": device}, profile, DATA_SOURCE), "runs-q1")

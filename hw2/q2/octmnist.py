@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw2.engine.store import RunError
+from hw2.engine.errors import UserError
 
 FILE = "octmnist.npz"
 STANDIN_KEY = "hw2_standin"  # the stand-in's identity, an entry of the npz itself
@@ -49,9 +49,9 @@ STANDIN_VERSION = 2  # 2: the identity is inside the file
 DOWNLOAD_TIMEOUT_S = 5.0
 
 
-class DataError(RunError):
-    """Data that is missing, malformed or cannot be written, with what to do about it. A RunError: no run can be
-    made from it, and the command line prints it as one line."""
+class DataError(UserError):
+    """Data that is missing, malformed or cannot be written, with what to do about it (the command line prints it
+    as one line)."""
 
 
 # What reading a damaged npz raises: np.load opens lazily, so a bad CRC or deflate stream surfaces only when an

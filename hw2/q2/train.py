@@ -29,20 +29,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hw2.q2 import cnn_cpu
-from hw2.engine import store
-from hw2.engine.errors import ConfigError
-from hw2.q2.config import CNNConfig
-from hw2.q2 import octmnist
 from hw2.common.loader_rng import loader_permutation
-from hw2.q2.cnn import CNN, N_CLASSES, get_number_trainable_params
-from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
-from hw2.engine.paths import data_dir
-from hw2.engine.profiles import banner, resolve_profile
-from hw2.q2.config import for_profile as q2_config, plan as q2_plan
+from hw2.common.params import get_number_trainable_params
+from hw2.engine import store
+from hw2.q2 import cnn_cpu, octmnist
+from hw2.q2.cnn import CNN, N_CLASSES
+from hw2.q2.config import CNNConfig
 
-EXPERIMENT = "q2_cnn"
-NOTEBOOK = "analysis/q2_cnn.ipynb"
 EVAL_CHUNK = 4096
 PROGRESS_EVERY = 500  # steps between loss readings for the progress bar
 
@@ -309,71 +302,3 @@ def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmni
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
         })
     return summaries
-
-
-# --- the experiment interface (runner + notebook) ------------------------------------------------------------
-
-def prepare_data(profile: str) -> str:
-    return octmnist.data_source(octmnist.prepare(data_dir()))
-
-
-def plan(profile: str) -> list[dict]:
-    """One notebook execution per variant, each training the three learning rates together."""
-    by_variant: dict[bool, list[float]] = {}
-    for params in q2_plan(profile):
-        by_variant.setdefault(params["no_maxpool"], []).append(params["lr"])
-    return [{"lr": lrs, "no_maxpool": no_maxpool} for no_maxpool, lrs in by_variant.items()]
-
-
-def validate_params(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None,
-                    device="auto") -> tuple[list[CNNConfig], str, str]:
-    """Check the notebook's parameters; return the run configs, profile and device, or raise ConfigError."""
-    profile = resolve_profile(profile)
-    lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr]
-    if not lrs:
-        raise ConfigError("lr is an empty list: give a learning rate such as 0.01, or a list of them")
-    for value in lrs:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"lr must be a positive number (the homework uses 0.1, 0.01, 0.001); got {value!r}")
-    if len(set(lrs)) != len(lrs):
-        raise ConfigError(f"lr lists a learning rate twice: {lrs}")
-    if not isinstance(no_maxpool, bool):
-        raise ConfigError(f"no_maxpool must be True or False; got {no_maxpool!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
-    device = resolve_device(device)
-    overrides = {"no_maxpool": no_maxpool, "batch_size": batch_size, "seed": seed}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    return [q2_config(profile, lr=float(v), **overrides) for v in lrs], profile, device
-
-
-def config_spec(config: CNNConfig, profile: str, data_source: str) -> store.RunSpec:
-    return store.RunSpec.create(EXPERIMENT, config, profile, data_source, slug=config.slug)
-
-
-def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
-    """The runs a notebook execution with `params` writes (one per learning rate)."""
-    configs, profile, _ = validate_params(**{**params, "profile": profile})
-    return [config_spec(c, profile, data_source) for c in configs]
-
-
-def run(lr, no_maxpool=False, epochs=None, batch_size=8, seed=42, profile=None, device="auto",
-        progress=True) -> list[store.LoadedRun]:
-    """Produce (or reuse) the runs for these parameters: what the notebook calls."""
-    configs, profile, device = validate_params(lr, no_maxpool, epochs, batch_size, seed, profile, device)
-    path = octmnist.prepare(data_dir())
-    source = octmnist.data_source(path)
-    print(banner(EXPERIMENT, profile, source, device), flush=True)
-    run_specs = [config_spec(c, profile, source) for c in configs]
-
-    def train(runs: list[store.Run]) -> list[dict]:
-        todo = [configs[run_specs.index(r.spec)] for r in runs]
-        data = octmnist.load(path, n_train=todo[0].n_train, n_val=todo[0].n_val).to(device)
-        return train_together(runs, todo, data, device, progress=progress)
-
-    with torch_threads(cpu_threads() if device == "cpu" else None):
-        return store.execute_many(run_specs, train, device)

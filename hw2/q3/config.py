@@ -68,7 +68,7 @@ def for_profile(profile: str, **overrides):
     cropped) with batches of 32: measured here, both decoders start to listen only after several hundred
     optimizer steps, and 15 epochs of 4,500 clips in batches of 32 (2,115 steps) take about a quarter of an
     hour for both decoders side by side on 2 cores. Each field that differs from `full` is a deviation from
-    the protocol, printed in the run banner and stated in the report (`q3_asr.protocol_deviations`).
+    the protocol, printed in the run banner and stated in the report (`protocol_deviations`).
     """
     base = {
         "full": ASRConfig(),
@@ -82,3 +82,19 @@ def for_profile(profile: str, **overrides):
 def plan(profile: str) -> list[dict]:
     """Run cells (a) and (b) of the notebook: one run per decoder."""
     return [{"decoder": decoder} for decoder in DECODERS]
+
+
+PROTOCOL_FIELDS = ("corpus", "n_clips", "audio_frames", "batch_size", "epochs", "n_encoder_layers", "lr",
+                   "weight_decay", "label_smoothing", "eval_batch_size", "bf16")
+
+
+def protocol_deviations(cfg: ASRConfig) -> dict[str, dict]:
+    """{field: {"value": ..., "protocol": ...}} for every protocol field that differs from the skeleton's."""
+    protocol = ASRConfig()
+    return {name: {"value": getattr(cfg, name), "protocol": getattr(protocol, name)}
+            for name in PROTOCOL_FIELDS if getattr(cfg, name) != getattr(protocol, name)}
+
+
+def deviations_text(deviations: dict[str, dict]) -> str:
+    """'corpus short (protocol ljspeech), batch_size 32 (protocol 64)', or 'none'."""
+    return ", ".join(f"{k} {v['value']} (protocol {v['protocol']})" for k, v in deviations.items()) or "none"

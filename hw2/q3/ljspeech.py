@@ -31,10 +31,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from hw2.engine.errors import UserError
+from hw2.q3 import sentences, short_sentences
 from hw2.q3.audio import n_valid_frames
 from hw2.q3.constants import SHORT_MAX_FRAMES
-from hw2.q3 import sentences
-from hw2.q3 import short_sentences
 
 SAMPLE_RATE = 22050
 REAL_FOLDER = "LJSpeech-1.1"
@@ -50,11 +50,11 @@ REAL_CLIPS = 13_100
 REAL_ID = re.compile(r"LJ0(0[1-9]|[1-4][0-9]|50)-[0-9]{4}")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus folder, metadata line or audio file that cannot be used, with what to do about it."""
 
 
-class EspeakMissingError(RuntimeError):
+class EspeakMissingError(UserError, RuntimeError):
     """espeak-ng, which speaks the stand-in corpus, is not installed."""
 
 

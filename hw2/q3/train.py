@@ -41,40 +41,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hw2.engine import store
-from hw2.q3 import text
-from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
-from hw2.engine.errors import ConfigError
-from hw2.q3.config import ASRConfig
 from hw2.common.loader_rng import loader_iteration_seed, loader_permutation
-from hw2.q3.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
+from hw2.common.params import get_number_trainable_params
+from hw2.engine import store
+from hw2.engine.errors import ConfigError
+from hw2.q3 import text
 from hw2.q3.asr import SpeechToText, build_asr_model
-from hw2.q2.cnn import get_number_trainable_params
-from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
-from hw2.engine.paths import data_dir
-from hw2.engine.profiles import banner, resolve_profile
-from hw2.q3.config import for_profile as q3_config, plan as q3_plan
+from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.q3.config import ASRConfig, protocol_deviations
+from hw2.q3.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
 
-EXPERIMENT = "q3_asr"
-NOTEBOOK = "analysis/q3_asr.ipynb"
 SPLITS = ("train", "validation", "test")
 N_EXAMPLES = 4  # validation clips whose greedy prediction is kept every epoch (val_examples.json)
-
-
-PROTOCOL_FIELDS = ("corpus", "n_clips", "audio_frames", "batch_size", "epochs", "n_encoder_layers", "lr",
-                   "weight_decay", "label_smoothing", "eval_batch_size", "bf16")
-
-
-def protocol_deviations(cfg: ASRConfig) -> dict[str, dict]:
-    """{field: {"value": ..., "protocol": ...}} for every protocol field that differs from the skeleton's."""
-    protocol = ASRConfig()
-    return {name: {"value": getattr(cfg, name), "protocol": getattr(protocol, name)}
-            for name in PROTOCOL_FIELDS if getattr(cfg, name) != getattr(protocol, name)}
-
-
-def deviations_text(deviations: dict[str, dict]) -> str:
-    """'corpus short (protocol ljspeech), batch_size 32 (protocol 64)', or 'none'."""
-    return ", ".join(f"{k} {v['value']} (protocol {v['protocol']})" for k, v in deviations.items()) or "none"
 
 
 def lr_schedule(cfg: ASRConfig) -> list[float]:
@@ -92,76 +70,6 @@ def lr_schedule(cfg: ASRConfig) -> list[float]:
             factor = 1 + (cfg.lr_end_factor - 1) * min(e - warm, decay) / decay if decay else 1.0
         rates.append(cfg.lr * factor)
     return rates
-
-
-# --- plan and run specification (the notebook and `python -m hw2 runs q3` share these) ---------------------
-
-def make_config(params: dict, profile: str) -> ASRConfig:
-    """The validated configuration for notebook parameters (decoder, epochs, seed, n_encoder_layers)."""
-    known = {"decoder", "epochs", "seed", "n_encoder_layers"}
-    unknown = set(params) - known - {"profile", "device"}
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}: the Q3 notebook takes "
-                          f"{sorted(known | {'profile', 'device'})}")
-    overrides = {k: v for k, v in params.items() if k in known and v is not None}
-    return q3_config(resolve_profile(profile), **overrides).validate()
-
-
-def slug(cfg: ASRConfig) -> str:
-    parts = [cfg.decoder]
-    if cfg.n_encoder_layers != ASRConfig.n_encoder_layers:
-        parts.append(f"enc{cfg.n_encoder_layers}")
-    if cfg.seed != ASRConfig.seed:
-        parts.append(f"seed{cfg.seed}")
-    return "-".join(parts)
-
-
-def corpus_dir(profile: str) -> Path:
-    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing; the
-    short-sentence stand-in for a profile whose corpus is "short")."""
-    from hw2.q3 import ljspeech
-
-    cfg = q3_config(resolve_profile(profile))
-    return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
-
-
-def prepare_data(profile: str) -> str:
-    from hw2.q3 import ljspeech
-
-    return ljspeech.data_source(corpus_dir(profile))
-
-
-def plan(profile: str) -> list[dict]:
-    return q3_plan(profile)
-
-
-def spec(params: dict, profile: str, data_source: str) -> store.RunSpec:
-    cfg = make_config(params, profile)
-    return store.RunSpec.create(EXPERIMENT, cfg, resolve_profile(profile), data_source, slug(cfg))
-
-
-def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
-    """The runs a notebook execution with `params` writes: one."""
-    return [spec(params, profile, data_source)]
-
-
-def run(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
-                 device: str = "auto", n_encoder_layers: int = 2, progress: bool = True) -> store.LoadedRun:
-    """What the notebook does: validate, print the banner, produce (or reuse) the run and return it."""
-    from hw2.q3 import ljspeech
-
-    profile = resolve_profile(profile)
-    params = {"decoder": decoder, "epochs": epochs, "seed": seed, "n_encoder_layers": n_encoder_layers}
-    cfg = make_config(params, profile)
-    device = resolve_device(device)
-    corpus = corpus_dir(profile)
-    source = ljspeech.data_source(corpus)
-    print(banner(EXPERIMENT, profile, source, device)
-          + f" decoder={cfg.decoder}; deviations from the protocol: {deviations_text(protocol_deviations(cfg))}",
-          flush=True)
-    with torch_threads(cpu_threads() if device == "cpu" else None):
-        return store.execute(spec(params, profile, source), lambda run: train(run, cfg, corpus, device, progress),
-                             device)
 
 
 # --- data on the device ------------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Question 3's experiment as the engine sees it (`hw2.engine.registry.ExperimentModule`): one notebook
+execution per decoder, run cells (a) and (b) of the course notebook, each one run (`hw2.q3.train`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hw2.engine import registry, store
+from hw2.engine.errors import ConfigError
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
+from hw2.engine.paths import data_dir
+from hw2.engine.profiles import banner, resolve_profile
+from hw2.q3 import config, ljspeech
+from hw2.q3.config import ASRConfig, deviations_text, protocol_deviations
+from hw2.q3.train import train
+
+ENTRY = registry.by_module(__name__)
+# decoder 'rnn' (cell (a)) or 'transformer' (cell (b)); epochs None: the profile's (15 in full); profile None:
+# $PROFILE or auto; device auto, cpu or cuda; 2 encoder blocks as the skeleton's code.
+PARAMETERS = {"decoder": "rnn", "epochs": None, "profile": None, "seed": 42, "device": "auto", "n_encoder_layers": 2}
+CHECKPOINT_UNIT = "epoch"
+CONFIG_PARAMETERS = ("decoder", "epochs", "seed", "n_encoder_layers")  # the rest choose the profile and device
+plan = config.plan
+
+
+def corpus_dir(profile: str) -> Path:
+    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing; the
+    short-sentence stand-in for a profile whose corpus is "short")."""
+    cfg = config.for_profile(resolve_profile(profile))
+    return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
+
+
+def data_source(profile: str) -> str | None:
+    cfg = config.for_profile(resolve_profile(profile))
+    real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
+    folder = real or ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
+    return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
+
+
+def prepare_data(profile: str) -> str:
+    return ljspeech.data_source(corpus_dir(profile))
+
+
+def configs(params: dict, profile: str) -> list[ASRConfig]:
+    """The validated configuration of the notebook's parameters: one run."""
+    unknown = set(params) - set(PARAMETERS)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}: the Q3 notebook takes {sorted(PARAMETERS)}")
+    overrides = {k: v for k, v in params.items() if k in CONFIG_PARAMETERS and v is not None}
+    return [config.for_profile(resolve_profile(profile), **overrides).validate()]
+
+
+def slug(cfg: ASRConfig) -> str:
+    parts = [cfg.decoder]
+    if cfg.n_encoder_layers != ASRConfig.n_encoder_layers:
+        parts.append(f"enc{cfg.n_encoder_layers}")
+    if cfg.seed != ASRConfig.seed:
+        parts.append(f"seed{cfg.seed}")
+    return "-".join(parts)
+
+
+def specs(params: dict, profile: str, data_source: str) -> list[store.RunSpec]:
+    """The runs a notebook execution with `params` writes: one."""
+    return [store.RunSpec.of(ENTRY, cfg, resolve_profile(profile), data_source, slug(cfg))
+            for cfg in configs(params, profile)]
+
+
+def run(decoder: str = "rnn", epochs: int | None = None, profile: str | None = None, seed: int = 42,
+        device: str = "auto", n_encoder_layers: int = 2, progress: bool = True) -> store.LoadedRun:
+    """What the notebook does: validate, print the banner, produce (or reuse) the run and return it."""
+    profile = resolve_profile(profile)
+    params = {"decoder": decoder, "epochs": epochs, "seed": seed, "n_encoder_layers": n_encoder_layers}
+    (cfg,) = configs(params, profile)
+    device = resolve_device(device)
+    corpus = corpus_dir(profile)
+    source = ljspeech.data_source(corpus)
+    print(banner(ENTRY.name, profile, source, device)
+          + f" decoder={cfg.decoder}; deviations from the protocol: {deviations_text(protocol_deviations(cfg))}",
+          flush=True)
+    (spec,) = specs(params, profile, source)
+    with torch_threads(cpu_threads() if device == "cpu" else None):
+        return store.execute(spec, lambda run: train(run, cfg, corpus, device, progress), device)
