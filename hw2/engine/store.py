@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -55,20 +56,30 @@ class RunError(UserError, RuntimeError):
     """A run that cannot be found or used, with what to do about it."""
 
 
-def _module_file(name: str) -> Path | None:
-    """hw2.a.b -> hw2/a/b.py (or hw2/a/b/__init__.py); None outside the package."""
+def _package_dir(top: str) -> Path | None:
+    """The folder of the top-level package `top`: hw2's own, or that of an experiment kept outside it."""
+    if top == "hw2":
+        return PACKAGE_DIR
+    spec = importlib.util.find_spec(top)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
+
+def _module_file(name: str, tops: tuple[str, ...] = ("hw2",)) -> Path | None:
+    """hw2.a.b -> hw2/a/b.py (or hw2/a/b/__init__.py); None outside the packages `tops`."""
     parts = name.split(".")
-    if parts[0] != "hw2":
+    base = _package_dir(parts[0]) if parts[0] in tops else None
+    if base is None:
         return None
-    base = PACKAGE_DIR.joinpath(*parts[1:])
+    base = base.joinpath(*parts[1:])
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _hw2_imports(path: Path) -> set[Path]:
-    """The files of the hw2 modules that `path` imports anywhere (also inside functions)."""
+def _imported_files(path: Path, tops: tuple[str, ...]) -> set[Path]:
+    """The files of the modules of the packages `tops` that `path` imports anywhere (also inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -77,19 +88,21 @@ def _hw2_imports(path: Path) -> set[Path]:
             names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
         else:
             continue
-        found |= {f for f in map(_module_file, names) if f is not None}
+        found |= {f for f in (_module_file(n, tops) for n in names) if f is not None}
     return found
 
 
 def _outside_boundary(path: Path) -> bool:
-    relative = path.relative_to(PACKAGE_DIR)
-    return relative.parts[0] in OUTSIDE_ROOMS or path.name in OUTSIDE_FILES or path.name == "__init__.py"
+    room = path.relative_to(PACKAGE_DIR).parts[0] if path.is_relative_to(PACKAGE_DIR) else None
+    return room in OUTSIDE_ROOMS or path.name in OUTSIDE_FILES or path.name == "__init__.py"
 
 
 def code_files(module: str = "") -> set[Path]:
-    """The experiment module `module` and every hw2 module it reaches through imports (the whole package for
-    "" or a module that no longer exists), less those outside the boundary, with their C sources."""
-    start = _module_file(module) if module else None
+    """The experiment module `module` and every module of hw2 (and of the module's own package) it reaches
+    through imports (the whole of hw2 for "" or a module that no longer exists), less those outside the
+    boundary, with their C sources."""
+    tops = tuple(dict.fromkeys(("hw2", module.split(".")[0]))) if module else ("hw2",)
+    start = _module_file(module, tops) if module else None
     if start is None:
         modules = {p for p in PACKAGE_DIR.rglob("*.py") if not _outside_boundary(p)}
     else:
@@ -99,9 +112,19 @@ def code_files(module: str = "") -> set[Path]:
             if path in modules or _outside_boundary(path):
                 continue
             modules.add(path)
-            todo += _hw2_imports(path)
+            todo += _imported_files(path, tops)
     # A module's C source (hw2/q2/cnn_cpu.c beside cnn_cpu.py) is its code too.
     return modules | {p.with_suffix(".c") for p in modules if p.with_suffix(".c").is_file()}
+
+
+def _code_key(path: Path) -> str:
+    """A file's name in a run's record: relative to hw2 (q2/cnn.py), or to its package's parent outside hw2."""
+    if path.is_relative_to(PACKAGE_DIR):
+        return path.relative_to(PACKAGE_DIR).as_posix()
+    for parent in path.parents:
+        if not (parent / "__init__.py").is_file():
+            return path.relative_to(parent).as_posix()
+    return path.name
 
 
 def normalized_code(path: Path) -> str:
@@ -123,7 +146,7 @@ def normalized_code(path: Path) -> str:
 @functools.lru_cache(maxsize=None)
 def code_fingerprints(module: str = "") -> dict[str, str]:
     """{file relative to the package: hash of its normalized code} over the experiment module's boundary."""
-    return {path.relative_to(PACKAGE_DIR).as_posix(): hashlib.sha256(normalized_code(path).encode()).hexdigest()[:16]
+    return {_code_key(path): hashlib.sha256(normalized_code(path).encode()).hexdigest()[:16]
             for path in sorted(code_files(module))}
 
 
