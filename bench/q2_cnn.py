@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hw2.data import octmnist  # noqa: E402
+from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402
+from hw2.engine.paths import data_dir  # noqa: E402
+from hw2.q2 import config, octmnist  # noqa: E402
 from hw2.q2.cnn import CNN  # noqa: E402
-from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402,E501
-from hw2.engine.paths import data_dir
-from hw2.q2.config import LEARNING_RATES as Q2_LEARNING_RATES, for_profile as q2_config, plan as q2_plan
-from hw2.q2.train import CNNConfig, StackedCNN, configure_seed, train_epoch  # noqa: E402,E501
-from hw2.q2.train import engine as train_engine
+from hw2.q2.config import CNNConfig  # noqa: E402
+from hw2.q2.train import StackedCNN, configure_seed, train_epoch  # noqa: E402
+from hw2.q2.train import engine as train_engine  # noqa: E402
 
 DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 
@@ -98,7 +98,7 @@ def main() -> None:
     base_s, base_loss, base_steps = baseline_epochs(X, y, DEFAULT.lr, args.no_maxpool, args.epochs, device)
     print(f"baseline  (DataLoader, loss.item(), {default_threads} threads), lr {DEFAULT.lr:g}: {base_s:8.2f} s/epoch  "
           f"mean loss {base_loss:.6f}  steps {base_steps}")
-    lrs = list(Q2_LEARNING_RATES)
+    lrs = list(config.LEARNING_RATES["full"])
     engine = train_engine(device)
     with torch_threads(cpu_threads() if device == "cpu" else None):
         if engine == "c":
@@ -118,9 +118,9 @@ def main() -> None:
     print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr {DEFAULT.lr:g}), "
           f"{abs(base_loss - sweep_loss[lrs.index(DEFAULT.lr)]):.2e} (together)")
     # Projection to the full protocol from this measurement (this variant's time per step for every run).
-    full = q2_config("full")
+    full = config.for_profile("full")
     full_steps = math.ceil(sum(octmnist.CLASS_COUNTS["train"]) / full.batch_size)
-    n_runs, n_groups = len(q2_plan("full")), len(q2_plan("full")) // G
+    n_runs, n_groups = len(config.plan("full")), len(config.plan("full")) // G
     per_step = {"baseline": base_s / steps, "stacked": sweep_s / steps}
     print(f"projected full sweep ({n_runs} runs, {full.epochs} epochs of {full_steps:,} steps), training only: "
           f"baseline {n_runs * full.epochs * full_steps * per_step['baseline'] / 60:.1f} min, ours "

@@ -30,14 +30,14 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hw2 import store, text  # noqa: E402
-from hw2.q3.audio import log_mel  # noqa: E402
-from hw2.data import ljspeech  # noqa: E402
-from hw2.q3.asr import build_asr_model  # noqa: E402
+from hw2.engine import store  # noqa: E402
 from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402
-from hw2.engine.profiles import resolve_profile
-from hw2.q3.config import for_profile as q3_config
-from hw2.q3.train import SplitData, corpus_dir, feature_cache_bytes, spec  # noqa: E402
+from hw2.engine.profiles import resolve_profile  # noqa: E402
+from hw2.q3 import config, ljspeech, text  # noqa: E402
+from hw2.q3.asr import build_asr_model  # noqa: E402
+from hw2.q3.audio import log_mel  # noqa: E402
+from hw2.q3.experiment import corpus_dir, specs  # noqa: E402
+from hw2.q3.train import SplitData, feature_cache_bytes  # noqa: E402
 
 
 class PerClipFeatures(Dataset):
@@ -81,7 +81,7 @@ def train_steps(model, batches, device: str) -> float:
 
 def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int, n_decode: int,
                   device: str) -> tuple[bool, float]:
-    cfg = q3_config(profile, decoder=decoder, audio_frames=frames)
+    cfg = config.for_profile(profile, decoder=decoder, audio_frames=frames)
     corpus = corpus_dir(profile)
     bs, eval_bs = cfg.batch_size, cfg.eval_batch_size
     train_clips = ljspeech.load_split(corpus, "train")[: n_train_batches * bs]
@@ -104,8 +104,8 @@ def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int,
     n_train = len(train_clips)
 
     # Decoding, with the weights of the finished run if there is one.
-    run_path = spec({"decoder": decoder}, profile, ljspeech.data_source(corpus)).path
-    trained = store.check_complete(run_path) is None and frames == q3_config(profile).audio_frames
+    run_path = specs({"decoder": decoder}, profile, ljspeech.data_source(corpus))[0].path
+    trained = store.check_complete(run_path) is None and frames == config.for_profile(profile).audio_frames
     weights = torch.load(run_path / "model.pt", map_location=device) if trained else initial
     baseline.load_state_dict(weights)
     ours.load_state_dict(weights)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile = resolve_profile(args.profile)
     device = resolve_device(args.device)
-    frames = args.frames or q3_config(profile).audio_frames
+    frames = args.frames or config.for_profile(profile).audio_frames
     ok = True
     with torch_threads(cpu_threads() if device == "cpu" else None):
         print(f"[hw2] bench q3: profile={profile} data={ljspeech.data_source(corpus_dir(profile))} "

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from hw2.q3.audio import log_mel, pad_waveforms
-from hw2.q3 import ljspeech
 from hw2.engine.machine import resolve_device
+from hw2.q3 import ljspeech
+from hw2.q3.audio import log_mel, pad_waveforms
 
 
 def _sync(device: str) -> None:
