@@ -1,7 +1,7 @@
 """report/authors.yml that cannot be read is reported at its own line and column, saying what to write there."""
 import pytest
 
-from hw2.reporting.helpers import ContributionError, load_authors
+from hw2.reporting.authors import ContributionError, load_authors, require_contributions
 
 GOOD = """group: 7
 students:
@@ -56,3 +56,10 @@ def test_a_good_file_reads_as_written(authors):
     assert (group.number, group.example) == (7, False)
     assert [(s.name, s.number, s.email, s.contribution) for s in group.students] == [
         ("Yes", "99001", "rita@example.org", "wrote Question 1")]
+
+
+def test_every_student_needs_a_contribution(authors):
+    authors.write_text(GOOD.replace("contribution: >\n      wrote Question 1\n", "contribution:\n"))
+    group = load_authors(authors)  # the title page reads it
+    with pytest.raises(ContributionError, match=r"no contribution written for Rita Teste\. .*10-point penalty"):
+        require_contributions(group)  # the statement and `make submission` require it

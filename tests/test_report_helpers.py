@@ -1,5 +1,5 @@
-"""Report helpers: run references in captions and the provenance appendix, mean ± std over seeds, missing runs
-naming their make target, the Typst template's first page and floats."""
+"""Report helpers: run references in captions and the provenance appendix, numbers as printed, missing runs
+naming their make target, the values each question's chapter reads, the Typst template's first page and floats."""
 import dataclasses
 import html
 import json
@@ -10,25 +10,26 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2.reporting import helpers as report
+from hw2.engine.store import RunError
 from hw2.q1 import report as report_q1
 from hw2.q2 import report as report_q2
 from hw2.q3 import report as report_q3
-from hw2.engine.store import RunError
+from hw2.reporting import markdown, provenance, runs, wording
+from hw2.reporting.format import mean_std, percent, size
 
 
-def test_mean_std_and_versus():
-    assert report.mean_std([0.5]) == "0.5000"
-    assert report.mean_std([0.5, 0.7]) == "0.6000 ± 0.1414"
-    assert report.versus(0.81, 0.8) == "higher (0.8100 against 0.8000)"
-    assert report.versus(0.1, 0.1) == "equal (0.1000 against 0.1000)"
+def test_numbers_as_the_report_prints_them():
+    assert mean_std([0.5]) == "0.5000"
+    assert mean_std([0.5, 0.7]) == "0.6000 ± 0.1414"
+    assert percent(0.4213) == "42%" and percent(0.4213, 2) == "42.13%"
+    assert size(2**29) == "512 MiB" and size(48 * 2**10) == "48 KiB"
 
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_several_seeds_give_mean_and_std_and_captions_cite_every_run_briefly(results_dir):
-    runs = runfolders.q2_runs(seeds=(1, 2))
+    made = runfolders.q2_runs(seeds=(1, 2))
     q2 = report_q2.Q2Results("smoke")
     assert q2.seeds == 2
     table = q2.table("tbl-x", "All runs.").data
@@ -36,21 +37,22 @@ def test_several_seeds_give_mean_and_std_and_captions_cite_every_run_briefly(res
     # the 12 runs are R1-R12 of the provenance appendix: one range and a cross-reference, no keys or seeds
     (caption,) = [line for line in table.splitlines() if line.startswith(": ")]
     assert caption == ": All runs. Runs R1–R12 (@tbl-provenance), on generated stand-in data. {#tbl-x}"
-    assert [report.run_numbers("smoke")[r.path] for r in report.numbered_runs("smoke")] == list(range(1, 13))
-    assert sorted(r.path for r in report.numbered_runs("smoke")) == sorted(r.path for r in runs)
+    assert [runs.run_numbers("smoke")[r.path] for r in runs.numbered_runs("smoke")] == list(range(1, 13))
+    assert sorted(r.path for r in runs.numbered_runs("smoke")) == sorted(r.path for r in made)
 
 
 def test_run_references_are_ranges_of_the_appendix_numbers(results_dir, tmp_path):
     runfolders.q2_runs()
     runfolders.q3_runs()
-    runs = report.numbered_runs("smoke")  # Q2's six, then Q3's two (the registry's order)
-    assert [r.summary["experiment"] for r in runs] == ["q2_cnn"] * 6 + ["q3_asr"] * 2
-    assert report.run_refs([runs[0]]) == "R1" and report.run_refs(runs[3:5]) == "R4, R5"
-    assert report.run_refs([runs[7], runs[0], runs[1], runs[2], runs[5]]) == "R1–R3, R6, R8"
-    assert report.provenance(runs[6:]) == "Runs R7, R8 (@tbl-provenance), on generated stand-in data."
-    elsewhere = dataclasses.replace(runs[0], path=tmp_path / "elsewhere")
+    shown = runs.numbered_runs("smoke")  # Q2's six, then Q3's two (the registry's order)
+    assert [r.summary["experiment"] for r in shown] == ["q2_cnn"] * 6 + ["q3_asr"] * 2
+    assert runs.run_refs([shown[0]]) == "R1" and runs.run_refs(shown[3:5]) == "R4, R5"
+    assert runs.run_refs([shown[7], shown[0], shown[1], shown[2], shown[5]]) == "R1–R3, R6, R8"
+    assert wording.caption_note(shown[6:]) == "Runs R7, R8 (@tbl-provenance), on generated stand-in data."
+    assert markdown.caption("Two runs.", shown[6:]) == "Two runs. " + wording.caption_note(shown[6:])
+    elsewhere = dataclasses.replace(shown[0], path=tmp_path / "elsewhere")
     with pytest.raises(RunError, match=r"elsewhere: not among the runs the report shows .* no row to cite"):
-        report.run_refs([elsewhere])
+        runs.run_refs([elsewhere])
 
 
 def _cells(markdown: str) -> tuple[list[list[str]], str, str]:
@@ -67,14 +69,14 @@ def _cells(markdown: str) -> tuple[list[list[str]], str, str]:
 
 def test_the_provenance_appendix_lists_every_run_from_its_folder(results_dir):
     with pytest.raises(RunError, match=r"no runs of profile 'smoke' in .* run `PROFILE=smoke make runs` first"):
-        report.provenance_table("smoke", "Every run.")
+        provenance.provenance_table("smoke", "Every run.")
     runfolders.q2_runs()
     runfolders.q3_runs()
-    rows, caption, label = _cells(report.provenance_table("smoke", "Every run.").data)
-    assert label == report.PROVENANCE_LABEL and caption == "Every run."
+    rows, caption, label = _cells(provenance.provenance_table("smoke", "Every run.").data)
+    assert label == runs.PROVENANCE_LABEL and caption == "Every run."
     header, *rows = rows
-    assert header == list(report.PROVENANCE_COLUMNS) and len(rows) == 8
-    for n, (run, row) in enumerate(zip(report.numbered_runs("smoke"), rows), start=1):
+    assert header == list(provenance.PROVENANCE_COLUMNS) and len(rows) == 8
+    for n, (run, row) in enumerate(zip(runs.numbered_runs("smoke"), rows), start=1):
         config, env = json.loads(run.file("config.json").read_text()), json.loads(run.file("env.json").read_text())
         ref, folder, configuration, code, environment, wall = row
         assert ref == f"R{n}" and folder == f"{run.summary['experiment']}/{run.name}; data {config['data_source']}"
@@ -106,10 +108,10 @@ def test_figures_need_axis_labels(results_dir, tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([1, 2])
     with pytest.raises(ValueError, match="axis labels"):
-        report.figure(fig, "fig-a", "A.", "no run")
+        markdown.figure(fig, "fig-a", "A.", "no run")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    md = report.figure(fig, "fig-a", "A.", "no run").data
+    md = markdown.figure(fig, "fig-a", "A.", "no run").data
     assert md.startswith("![A. no run](") and "{#fig-a width=75%}" in md and (tmp_path / "_figures/fig-a.png").is_file()
 
 
@@ -123,13 +125,15 @@ def test_q3_facts_come_from_the_runs(results_dir):
     smoothed[0, 7] += 0.9  # the best possible prediction is the smoothed target itself
     best = torch.nn.functional.cross_entropy(smoothed.log(), torch.tensor([7]), label_smoothing=0.1)
     assert q3.loss_floor == pytest.approx(best.item(), rel=1e-5) == pytest.approx(0.6613, abs=1e-4)
-    assert q3.deviations["batch_size"] == {"value": 8, "protocol": 64} and "training batch size 8" in q3.deviation_list()
+    assert q3.deviations["batch_size"] == {"value": 8, "protocol": 64}
+    assert "training batch size 8 (protocol: 64)" in wording.deviations(q3.deviations)
     assert q3.cropped() == 0 and q3.truncated() == 0 and (q3.test_seen, q3.test_unseen) == (2, 2)
     # the synthetic curves: DL = 0.8 q e / 3 (q = 0.55 LSTM, 0.6 Transformer); chance DL 0.2 -> threshold 0.6
     assert q3.threshold == pytest.approx(0.6)
     assert q3.rnn.listening_epoch(q3.threshold) is None and q3.faster_learner() is None
     assert q3.rnn.degenerate_epochs() == [1] and q3.rnn.deaf_epochs(q3.threshold) == [2, 3]
     assert q3.rnn.degenerate == "looping" and q3.rnn.exact_share == 0.0 and q3.same_output_share == 1.0
+    assert q3.fewer_wrong is None  # both decoders get every clip wrong
     assert q3.widest_gap_epoch()["epoch"] == 3
     assert 0 < q3.padding_share < 1
     table = q3.evolution_table("tbl-e", "Evolution.").data
@@ -161,6 +165,7 @@ def test_q2_detects_a_collapsed_classifier_from_its_predictions(results_dir):
     assert [(c.lr, c.no_maxpool) for c in q2.collapsed] == [(0.001, False)]
     c = q2.at(False, 0.001)
     assert c.collapsed_to == "NORMAL" and c.prediction_shares["NORMAL"] == 1.0
+    assert c.never_predicted == ["CNV", "DME", "DRUSEN"] and c.predicted_instead("DME") == ("NORMAL", 250, 250)
     assert c.class_share("NORMAL", "valid") == 0.45 and c.class_share("NORMAL", "test_full") == 0.25
     assert "(collapsed)" in q2.table("tbl-x", "Runs.").data
     # The chosen network's recalls come from its confusion matrices and explain its two test accuracies.
@@ -186,7 +191,7 @@ def _typst_pages(tmp_path: Path, body: str) -> list[str]:
     import typst
 
     source = tmp_path / "doc.typ"
-    source.write_text((ROOT / "hw2" / "typst" / "typst-template.typ").read_text()
+    source.write_text((ROOT / "hw2" / "engine" / "typst" / "typst-template.typ").read_text()
                       + '\n#show: doc => article(title: [Homework 2], toc: true, toc_depth: 2, doc)\n' + body)
     typst.compile(str(source), output=str(tmp_path / "doc.pdf"), ignore_system_fonts=True)
     text = subprocess.run(["pdftotext", str(tmp_path / "doc.pdf"), "-"], capture_output=True, text=True, check=True)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 import runfolders
-from hw2.reporting import helpers as report
 from hw2.engine import store
 from hw2.engine.render import render
+from hw2.reporting.format import fmt
+from hw2.reporting.runs import numbered_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBQUESTIONS = ["Q1.1", "Q1.2", "Q1.3", "Q1.4", "Q2.1", "Q2.2", "Q2.3", "Q3.1", "Q3.2", "Q3.3", "Q3.4"]
@@ -62,7 +63,7 @@ def rendered(tmp_path_factory, smoke_runs):
     project = tmp / "project"
     (project / "hw2").mkdir(parents=True)
     shutil.copy(ROOT / "_quarto.yml", project)
-    shutil.copytree(ROOT / "hw2" / "typst", project / "hw2" / "typst")
+    shutil.copytree(ROOT / "hw2" / "engine" / "typst", project / "hw2" / "engine" / "typst")
     shutil.copytree(ROOT / "report", project / "report",
                     ignore=shutil.ignore_patterns("_figures", "*_files", "*.typ"))
     (project / "report" / "authors.yml").write_text(AUTHORS)
@@ -108,7 +109,7 @@ def test_every_table_and_figure_cites_its_runs_in_the_provenance_appendix(render
 
 def test_the_provenance_appendix_lists_every_run_shown_from_its_folder(rendered):
     project, runs, pdf = rendered
-    shown = report.numbered_runs("smoke")
+    shown = numbered_runs("smoke")
     assert sorted(r.path for r in shown) == sorted(r.path for rs in runs.values() for r in rs)
     appendix = document_typ(project).split("Appendix: provenance of the runs")[1].replace("\\", "")
     for n, run in enumerate(shown, start=1):
@@ -186,16 +187,16 @@ def test_numbers_printed_are_those_of_the_run_folders(rendered):
     for run in runs["q2"]:
         s = run.summary
         for key in ("final_train_loss", "final_valid_acc", "test_acc", "test_acc_full"):
-            assert report.fmt(s[key]) in text, (run.name, key)
+            assert fmt(s[key]) in text, (run.name, key)
     q1 = runs["q1"][0].summary
     for method, per_dim in q1["exponents"].items():
         for fits in per_dim.values():
-            assert report.fmt(fits["time"]["exponent"], 2) in text
+            assert fmt(fits["time"]["exponent"], 2) in text
     for dim, lstar in q1["L_star"].items():
         assert f"{lstar:,.0f}" in text
     for run in runs["q3"]:
         for value in runfolders.q3_test_metrics(run).values():
-            assert report.fmt(value) in text, run.name
+            assert fmt(value) in text, run.name
 
 
 def test_editing_prose_reruns_no_experiment(rendered):

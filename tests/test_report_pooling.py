@@ -1,8 +1,9 @@
 """Only runs that differ in the seed alone are averaged; every other run is left out by name, with the reason."""
 import runfolders
+from hw2.engine import store
 from hw2.q2 import report as report_q2
 from hw2.q3 import report as report_q3
-from hw2.engine import store
+from hw2.reporting import wording
 
 
 def _variant_of(run, experiment, data_source=runfolders.STANDIN, **changes):
@@ -28,7 +29,7 @@ def test_hand_runs_with_another_configuration_or_other_data_are_not_averaged_wit
     cell = q2.at(False, 0.01)
     assert sorted(r.config["config"]["seed"] for r in cell.runs) == [1, 2]
     assert {r.name for r in q2.runs} == {r.name for r in runs}
-    reasons = {str(item) for item in q2.left_out}
+    reasons = {wording.left_out(item) for item in q2.left_out}
     assert reasons == {f"{batch16.short_key} (batch_size 16 where the runs shown have 8)",
                        f"{longer.short_key} (epochs 5 where the runs shown have 3)",
                        f"{other_data.short_key} (data custom-99999999 where the runs shown used {runfolders.STANDIN})"}
@@ -41,4 +42,5 @@ def test_q3_averages_a_decoder_over_seeds_only(results_dir):
     hand = _variant_of(rnn, "q3_asr", batch_size=4)
     q3 = report_q3.Q3Results("smoke")
     assert [r.name for r in q3.rnn.runs] == [rnn.name]
-    assert [str(item) for item in q3.left_out] == [f"{hand.short_key} (batch_size 4 where the runs shown have 8)"]
+    assert [wording.left_out(item) for item in q3.left_out] == [f"{hand.short_key} (batch_size 4 where the runs shown have 8)"]
+    assert q3.left_out[0].fields == {"batch_size": (4, 8)} and q3.left_out[0].data is None

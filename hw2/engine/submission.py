@@ -13,7 +13,8 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from hw2.reporting.helpers import RENDER_RECORD, ContributionError, contribution_paragraph, load_authors
+from hw2.reporting.authors import ContributionError, load_authors, require_contributions
+from hw2.reporting.runs import RENDER_RECORD
 
 PDF = Path("_output") / "hw2-report.pdf"
 CODE = ("hw2", "analysis", "report", "tests", "bench", ".ci")
@@ -106,7 +107,7 @@ def build(root: Path | str = ".", left_out: list[str] | None = None) -> Path:
     authors = root / "report" / "authors.yml"
     try:
         group = load_authors(authors)
-        contribution_paragraph(group)
+        require_contributions(group)
     except ContributionError as exc:
         raise SubmissionError(str(exc)) from None
     if group.example:

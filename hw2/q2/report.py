@@ -7,10 +7,13 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
+from hw2.engine.store import LoadedRun, RunError
 from hw2.q2 import octmnist
 from hw2.q2.config import for_profile as q2_config
-from hw2.reporting.helpers import cached, figure, mean_std, pool_each, require_runs, run_refs, table
-from hw2.engine.store import LoadedRun, RunError
+from hw2.reporting.cache import cached
+from hw2.reporting.format import mean_std
+from hw2.reporting.markdown import figure, table
+from hw2.reporting.runs import pool_each, require_runs, run_refs
 
 Q2_EXPERIMENT = "q2_cnn"
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")  # OCTMNIST's classes 0..3
@@ -86,6 +89,12 @@ class Q2Config:
         """The classes this classifier predicts for no test image."""
         shares = self.prediction_shares or {}
         return [name for name, share in shares.items() if share == 0]
+
+    def predicted_instead(self, name: str) -> tuple[str, int, int]:
+        """Where the whole test split's `name` scans go: the class predicted most for them, how many it takes, and
+        how many there are."""
+        row = self.confusion()[CLASSES.index(name)]
+        return CLASSES[int(row.argmax())], int(row.max()), int(row.sum())
 
     def class_share(self, name: str, split: str) -> float:
         """The share of the split's images whose true class is `name` (from the recorded confusion matrix)."""
@@ -164,6 +173,18 @@ class Q2Results:
         """How far the chosen learning rate is ahead of the next best on validation accuracy (max pooling)."""
         ranked = sorted((c.mean("final_valid_acc") for c in self.variant(False) if not c.diverged), reverse=True)
         return ranked[0] - ranked[1] if len(ranked) > 1 else float("nan")
+
+    @property
+    def close_choice(self) -> bool:
+        """Whether one seed chose the learning rate by a margin under 0.01 of validation accuracy, which another
+        seed could overturn."""
+        margin = self.choice_margin
+        return self.seeds == 1 and margin == margin and margin < 0.01
+
+    @property
+    def choice_margin_images(self) -> int:
+        """The choice margin in validation images."""
+        return round(self.choice_margin * self.n_val)
 
     @property
     def pooling_ahead(self) -> bool:
@@ -283,7 +304,8 @@ def _layer_shapes() -> dict:
     on one image; a variant without a layer has no entry for it."""
     import torch
 
-    from hw2.q2.cnn import CNN, get_number_trainable_params
+    from hw2.common.params import get_number_trainable_params
+    from hw2.q2.cnn import CNN
 
     out = {}
     for no_maxpool in (False, True):
@@ -310,9 +332,10 @@ def layer_shapes() -> dict:
     return cached("q2-layer-shapes", ["hw2.q2.cnn"], _layer_shapes)
 
 
-def layer_table(label: str, text: str):
+def layer_table(label: str, text: str, note: str):
     """Both variants layer by layer: kernel, stride and padding, output shape (channels×height×width), and the
-    trainable parameters (the same in both)."""
+    trainable parameters (the same in both). Traced through the model code, so its caption ends with `note`
+    instead of runs."""
     import pandas as pd
 
     shapes, rows = layer_shapes(), []
@@ -326,12 +349,13 @@ def layer_table(label: str, text: str):
                 cells[column] = "–"
         n = next(shapes[nm][name][2] for nm in (False, True) if name in shapes[nm])
         rows.append({"Layer": name, **cells, "Parameters": f"{n:,}" if n else "0"})
-    return table(pd.DataFrame(rows), label, text, "Traced through hw2.q2.cnn on one 28×28 image; no run.")
+    return table(pd.DataFrame(rows), label, text, note)
 
 
 def _count_cnn_params() -> dict:
     """Trainable parameters of both variants, per layer, and the features entering fc1, from the model code."""
-    from hw2.q2.cnn import CNN, get_number_trainable_params
+    from hw2.common.params import get_number_trainable_params
+    from hw2.q2.cnn import CNN
 
     out = {}
     for no_maxpool in (False, True):

@@ -9,9 +9,11 @@ import statistics
 from dataclasses import dataclass
 from functools import cached_property
 
-from hw2.q3.config import for_profile as q3_config
-from hw2.reporting.helpers import figure, fmt, mean_std, pool_each, require_runs, table
 from hw2.engine.store import LoadedRun, RunError
+from hw2.q3.config import for_profile as q3_config
+from hw2.reporting.format import fmt, mean_std
+from hw2.reporting.markdown import figure, table
+from hw2.reporting.runs import pool_each, require_runs
 
 EXPERIMENT = "q3_asr"
 DECODER_NAMES = {"rnn": "LSTM decoder", "transformer": "Transformer decoder"}
@@ -19,11 +21,6 @@ SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
                 "damerau_levenshtein": "damerau-levenshtein_similarity"}
 SIMILARITY_LABELS = {"jaccard": "Jaccard", "cosine": "Cosine", "damerau_levenshtein": "Damerau–Levenshtein"}
 PROTOCOL_FRAMES = 2754
-# The field names of a run's protocol deviations, as the report names them.
-DEVIATION_WORDS = {"corpus": "corpus", "n_clips": "clips in the corpus", "audio_frames": "frames per clip",
-                   "batch_size": "training batch size", "epochs": "epochs", "n_encoder_layers": "encoder blocks",
-                   "lr": "learning rate", "weight_decay": "weight decay", "label_smoothing": "label smoothing",
-                   "eval_batch_size": "evaluation batch size", "bf16": "bf16 autocast"}
 
 
 def _number(value) -> float:
@@ -268,11 +265,6 @@ class Q3Results:
     def follows_protocol(self) -> bool:
         return not self.deviations
 
-    def deviation_list(self) -> str:
-        """'corpus short (protocol: ljspeech); training batch size 32 (protocol: 64)': the deviations as data."""
-        return "; ".join(f"{DEVIATION_WORDS.get(k, k)} {_value(v['value'])} (protocol: {_value(v['protocol'])})"
-                         for k, v in self.deviations.items())
-
     @property
     def frames_ratio(self) -> float:
         """How many times more frames per clip the protocol pads to than these runs."""
@@ -375,6 +367,15 @@ class Q3Results:
         """The similarity that is lowest for both decoders, if it is the same one."""
         lowest = {self.lowest_similarity(d) for d in self.decoders.values()}
         return lowest.pop() if len(lowest) == 1 else None
+
+    @property
+    def fewer_wrong(self) -> tuple[Q3Decoder, float] | None:
+        """The decoder with fewer wrong test transcripts and how many times fewer (the other's count over its own,
+        counted as at least one); None when both have as many."""
+        if self.rnn.wrong_clips == self.transformer.wrong_clips:
+            return None
+        best, other = sorted((self.rnn, self.transformer), key=lambda d: d.wrong_clips)
+        return best, other.wrong_clips / max(best.wrong_clips, 1)
 
     @property
     def same_output_share(self) -> float:
@@ -498,9 +499,10 @@ class Q3Results:
         return str(self.rnn.attention["texts"][0]).lower()  # as the recogniser sees it
 
 
-def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
+def decoder_access_figure(label: str, text: str, note: str, transcript: str = "<tina saw"):
     """What each decoder reads when it writes token t: the Transformer's causal mask (every earlier token,
-    directly) beside the LSTM's recurrence (token t and the state carried from t - 1). An illustration."""
+    directly) beside the LSTM's recurrence (token t and the state carried from t - 1). An illustration, so its
+    caption ends with `note` instead of runs."""
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.colors import ListedColormap
@@ -524,7 +526,7 @@ def decoder_access_figure(label: str, text: str, transcript: str = "<tina saw"):
                plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey")]
     fig.legend(handles, ["read directly", "only through the recurrent state", "hidden (future)"],
                loc="outside lower center", ncols=3, fontsize=7, frameon=False)
-    return figure(fig, label, text, "An illustration of the two architectures; no run.", width="85%")
+    return figure(fig, label, text, note, width="85%")
 
 
 def _scores(target: str, prediction: str) -> dict:
@@ -550,15 +552,6 @@ def substitution_example(text: str = "tina saw five carpets.", old: str = "v", n
     changed = text.replace(old, new, 1)
     return {"target": text, "prediction": changed, "old": old, "new": new, "length": len(text) + 2,
             **_scores(text, changed)}
-
-
-CORPUS_WORDS = {"ljspeech": "LJ Speech 1.1", "short": "the short-sentence stand-in"}
-
-
-def _value(value) -> str:
-    if isinstance(value, str):
-        return CORPUS_WORDS.get(value, value)
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _runs(text: str, longest: int = 5) -> str:
