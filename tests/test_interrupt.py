@@ -13,8 +13,8 @@ import time
 import pytest
 from conftest import ROOT, subprocess_env
 
-from hw2.q2 import experiment as q2_experiment
 from hw2.engine import store
+from hw2.q2 import experiment as q2_experiment
 
 # Every epoch of Question 2 lasts at least this long in the processes started with SLOW_EPOCHS on their path
 # (the runner and the notebook's kernel, which inherits the environment), so that Ctrl-C falls mid-run.

@@ -54,7 +54,8 @@ def test_profiles_and_plan():
     assert full.dims == (16, 64) and full.order == 3 and full.symmetric
     assert full.lengths[0] == 128 and full.lengths[-1] > quick.lengths[-1] >= 8192
     assert config.plan("quick") == [{"device": "auto"}] == experiment.plan("quick")
-    a, b = experiment.specs({"device": "cpu"}, "smoke", "synthetic")[0], experiment.specs({"device": "cpu"}, "quick", "synthetic")[0]
+    a = experiment.specs({"device": "cpu"}, "smoke", "synthetic")[0]
+    b = experiment.specs({"device": "cpu"}, "quick", "synthetic")[0]
     assert a.key == experiment.specs({"device": "cpu"}, "smoke", "synthetic")[0].key != b.key
 
 

@@ -1,14 +1,15 @@
-"""Question 1's derivations: every identity is proved by SymPy, and the closed forms match built vectors."""
+"""Question 1's derivations and answers: every identity is proved by SymPy, and the closed forms match built vectors."""
 import pytest
 import sympy as sp
 
+from hw2.q1 import answers as qa
 from hw2.q1 import derivations as dv
 from hw2.q1 import taylor
 
 
 @pytest.fixture(scope="module")
 def answers():
-    return dv.answers()
+    return qa.answers()
 
 
 def test_every_identity_of_question_1_is_verified(answers):
@@ -37,9 +38,9 @@ def test_closed_forms_equal_lengths_of_built_feature_vectors(dim, order):
 
 def test_dimension_table_for_k3(answers):
     table = {row["D"]: row for row in answers["1.2"].exprs["table"]}
-    assert [table[d]["M_symmetric"] for d in dv.TABLE_DIMS] == [6, 15, 153, 2145, 20301]
-    assert [table[d]["M_full"] for d in dv.TABLE_DIMS] == [1 + d + d * d for d in dv.TABLE_DIMS]
-    assert all(table[d]["M_wrong"] == 2 * d + 1 for d in dv.TABLE_DIMS)
+    assert [table[d]["M_symmetric"] for d in qa.TABLE_DIMS] == [6, 15, 153, 2145, 20301]
+    assert [table[d]["M_full"] for d in qa.TABLE_DIMS] == [1 + d + d * d for d in qa.TABLE_DIMS]
+    assert all(table[d]["M_wrong"] == 2 * d + 1 for d in qa.TABLE_DIMS)
 
 
 def test_wrong_map_misses_the_cross_terms():
@@ -51,7 +52,7 @@ def test_wrong_map_misses_the_cross_terms():
 
 
 def test_linearised_attention_equals_kernel_attention_for_three_tokens():
-    d = dv.q1_3(length=3, dim=2)
+    d = qa.q1_3(length=3, dim=2)
     assert d.verified(), d.checks
 
 
@@ -91,6 +92,6 @@ def test_d2_kernel_is_printed_by_increasing_degree(answers):
 def test_by_degree_latex_keeps_every_term_and_its_sign():
     q, k = dv.vector("q", 2), dv.vector("k", 2)
     expr = 3 - 2 * q[0] * k[1] + sp.Rational(1, 3) * q[1]**2 * k[0] - q[0]
-    text = dv.by_degree_latex(expr, q, k)
+    text = qa.by_degree_latex(expr, q, k)
     assert text == r"3 - q_{1} - 2\,q_{1} k_{2} + \tfrac{1}{3}\,q_{2}^{2} k_{1}"
-    assert dv.by_degree_latex(-q[0] + 1, q, k) == "1 - q_{1}"
+    assert qa.by_degree_latex(-q[0] + 1, q, k) == "1 - q_{1}"

@@ -6,8 +6,8 @@ import resource
 import pytest
 import torch
 
-from hw2.q1 import benchmark as bench
 from hw2.engine.errors import ConfigError
+from hw2.q1 import benchmark as bench
 from hw2.q1.config import for_profile as q1_config
 
 LENGTHS = [1024, 2048, 4096, 8192]

@@ -8,14 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from hw2.q2 import cnn_cpu
+from hw2.common.params import get_number_trainable_params
+from hw2.engine import store
+from hw2.engine.errors import ConfigError
+from hw2.q2 import cnn_cpu, octmnist
 from hw2.q2 import experiment as q2_experiment
 from hw2.q2 import train as q2_cnn
-from hw2.engine import store
-from hw2.q2 import octmnist
-from hw2.common.params import get_number_trainable_params
 from hw2.q2.cnn import CNN
-from hw2.engine.errors import ConfigError
 from hw2.q2.train import StackedCNN, configure_seed, loader_permutation
 from tests.conftest import SMALL_OCTMNIST
 

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hw2.q3 import audio
-from hw2.q3 import text
+from hw2.q3 import audio, sentences, text
 from hw2.q3 import ljspeech as lj
-from hw2.q3 import sentences
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from hw2.common.params import get_number_trainable_params
 from hw2.q3.asr import AudioEncoderTransformer, MultiHeadAttention, build_asr_model, sinusoids
-from hw2.q2.cnn import get_number_trainable_params
 from hw2.q3.text import MAX_LEN, N_VOCAB, START
 
 FRAMES = 64  # short audio keeps these tests fast; the model takes any frame count up to 2,754

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from hw2.engine import registry, store
+from hw2.engine.errors import ConfigError
 from hw2.q3 import experiment as q3_experiment
 from hw2.q3 import train as q3_asr
-from hw2.engine import registry, store
+from hw2.q3.config import for_profile as q3_config
+from hw2.q3.config import plan as q3_plan
 from hw2.q3.metrics import SIMILARITY_NAMES
-from hw2.engine.errors import ConfigError
-from hw2.q3.config import for_profile as q3_config, plan as q3_plan
 from hw2.q3.train import ASRConfig, lr_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,8 +238,8 @@ def test_evaluation_equals_the_skeletons_batch_by_batch_loop(env):
     _eval_step run batch by batch (loss on model(audio, text), then generate recomputing the prefix)."""
     import torch.nn.functional as F
 
-    from hw2.q3.metrics import EpochAccumulator
     from hw2.q3.asr import build_asr_model
+    from hw2.q3.metrics import EpochAccumulator
 
     cfg = _tiny(eval_batch_size=3, decoder="transformer")
     data = q3_asr.SplitData(_clips("test", 8), cfg.audio_frames, "cpu", cache_bytes=1 << 30)

@@ -102,14 +102,14 @@ def test_a_damaged_folder_is_moved_aside_and_redone(results_dir, capsys, damage,
 
 
 def test_the_report_refuses_a_damaged_run_naming_the_file_and_the_command(results_dir):
-    from hw2.reporting import helpers as report
+    from hw2.reporting.runs import require_runs
     from runfolders import q2_runs
 
     runs = q2_runs("smoke")
-    assert len(report.require_runs("q2_cnn", "smoke")) == 6
+    assert len(require_runs("q2_cnn", "smoke")) == 6
     _same_size_edit(runs[2].path)
     with pytest.raises(store.RunError) as error:
-        report.require_runs("q2_cnn", "smoke")
+        require_runs("q2_cnn", "smoke")
     assert str(error.value) == (
         f"{runs[2].path} cannot be used: damaged: history.csv differs from the manifest's sha256 (edited in place "
         f"after the run finished); `PROFILE=smoke make runs-q2` moves it to {runs[2].path.parent / '.trash'} and "
@@ -279,7 +279,7 @@ def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_
         results_dir, monkeypatch, capsys):
     from hw2.__main__ import main
     from hw2.q1 import experiment as q1_experiment
-    from hw2.reporting import helpers as report
+    from hw2.reporting.wording import caption_note
 
     run = q1_experiment.run("smoke")
     assert main(["status", "--profile", "smoke"]) == 0
@@ -297,7 +297,7 @@ def test_status_names_stale_runs_and_the_changed_files_and_the_report_uses_them_
     monkeypatch.setenv("HW2_STALE", "use")
     (shown,) = store.runs_for_report("q1_attention", "smoke")
     assert shown.stale and shown.changed_files() == ["q1/taylor.py"]
-    assert "Made with earlier code" in report.provenance([shown]) and "q1/taylor.py" in report.provenance([shown])
+    assert "Made with earlier code" in caption_note([shown]) and "q1/taylor.py" in caption_note([shown])
     monkeypatch.setenv("HW2_STALE", "maybe")
     with pytest.raises(store.RunError, match="HW2_STALE must be 'use'"):
         store.runs_for_report("q1_attention", "smoke")
@@ -356,3 +356,20 @@ def test_two_first_runs_generating_the_octmnist_stand_in_at_once_both_succeed(tm
         list(pool.map(lambda _: octmnist.write_standin(path, fractions={"train": 0.001, "val": 0.005}), range(2)))
     octmnist.validate(path)
     assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []
+
+
+def test_editing_a_latex_string_of_q1s_answers_keeps_q1s_benchmark_current(tmp_path, monkeypatch):
+    assert "q1/answers.py" not in store.code_fingerprints("hw2.q1.experiment")
+    before = current_code_hashes()
+    old, new = r"\text{ score matrix: }", r"\text{ matrix of scores: }"
+    assert old in (store.PACKAGE_DIR / "q1/answers.py").read_text()
+    assert code_hashes_after_edit(tmp_path, monkeypatch, "q1/answers.py", lambda text: text.replace(old, new)) == before
+
+
+def test_a_real_change_to_q1s_crossover_computation_makes_q1_stale(tmp_path, monkeypatch):
+    before = current_code_hashes()
+    old, new = "positive[-1]", "positive[0]"
+    assert old in (store.PACKAGE_DIR / "q1/derivations.py").read_text()
+    after = code_hashes_after_edit(tmp_path, monkeypatch, "q1/derivations.py", lambda text: text.replace(old, new))
+    assert after["q1_attention"] != before["q1_attention"]
+    assert after["q2_cnn"] == before["q2_cnn"] and after["q3_asr"] == before["q3_asr"]

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import torch
 
-from hw2.q2 import experiment as q2_experiment
 from hw2.engine import store
+from hw2.q2 import experiment as q2_experiment
 
 SWEEP = dict(lr=[0.1, 0.01], epochs=2, profile="smoke", progress=False)
 

@@ -3,7 +3,10 @@ figures for `report/_q1.qmd`. Every sentence, caption included, is written in th
 """
 from __future__ import annotations
 
-from hw2.reporting.helpers import cached, figure, fmt, require_runs, table
+from hw2.reporting.cache import cached
+from hw2.reporting.format import fmt
+from hw2.reporting.markdown import figure, table
+from hw2.reporting.runs import require_runs
 
 Q1_EXPERIMENT = "q1_attention"
 METHOD_NAMES = {"softmax_naive": "softmax, naive", "softmax_sdpa": "softmax, fused SDPA",
@@ -30,15 +33,15 @@ def tex_for_pandoc(latex: str) -> str:
 
 
 def q1_answers() -> dict:
-    """`hw2.q1.derivations.answers()`: every formula of Question 1 (cached per module version)."""
+    """`hw2.q1.answers.answers()`: every formula of Question 1 (cached per version of the modules)."""
     import sympy
 
-    def answers():
-        from hw2.q1 import derivations
+    def compute():
+        from hw2.q1 import answers
 
-        return derivations.answers()
+        return answers.answers()
 
-    return cached("q1-derivations", ["hw2.q1.derivations"], answers, (sympy.__version__,))
+    return cached("q1-answers", ["hw2.q1.answers", "hw2.q1.derivations"], compute, (sympy.__version__,))
 
 
 class Q1Results:
@@ -100,12 +103,19 @@ class Q1Results:
         the operation count's exponent, whether it falls outside, the reason and the numbers behind it."""
         return self.summary["exponents"][method][str(dim)]
 
+    def fitted_span(self, method: str, dim: int) -> str:
+        """'1,024–8,192': the lengths a time exponent is fitted over ('–' for none)."""
+        window = self.fit(method, dim)["time"]["lengths"]
+        return f"{window[0]:,}–{window[-1]:,}" if window else "–"
+
     def flagged(self) -> list[dict]:
         """Every time exponent further from the operation count's than the tolerance, with its method, D,
-        window and diagnosis, in the order of the exponent table."""
+        window and diagnosis, in the order of the exponent table; `fixed_share` is the share of the first fitted
+        call that the fixed cost per call takes."""
         return [{"method": method, "name": METHOD_NAMES.get(method, method), "dim": dim,
                  "exponent": self.exponent(method, dim), "first": self.fit(method, dim)["time"]["lengths"][0],
-                 "last": self.fit(method, dim)["time"]["lengths"][-1], **self.fit(method, dim)}
+                 "last": self.fit(method, dim)["time"]["lengths"][-1], **self.fit(method, dim),
+                 "fixed_share": self.fit(method, dim)["fixed_cost_s"] / self.fit(method, dim)["first_time_s"]}
                 for method in self.summary["methods"] for dim in self.dims if self.fit(method, dim).get("outside")]
 
     @property
@@ -152,10 +162,21 @@ class Q1Results:
         return float(self.history["faults_per_call"].max())
 
     @property
+    def n_cells(self) -> int:
+        """The (method, dim, length) cells timed."""
+        return len(self.history)
+
+    @property
     def faulting_cells(self) -> list[dict]:
         """The (method, dim, length) cells whose calls still page-faulted (median > 0), largest memory first."""
         rows = self.history[self.history["faults_per_call"] > 0].sort_values("peak_memory_bytes", ascending=False)
         return rows[["method", "dim", "length", "faults_per_call", "peak_memory_bytes"]].to_dict("records")
+
+    @property
+    def faulting_from_bytes(self) -> int | None:
+        """The peak memory of the smallest call that still page-faulted (None when none did)."""
+        cells = self.faulting_cells
+        return min(c["peak_memory_bytes"] for c in cells) if cells else None
 
     @property
     def load_factor(self) -> float:
@@ -269,12 +290,11 @@ class Q1Results:
         for method in self.summary["methods"]:
             for dim in self.dims:
                 fit = self.fit(method, dim)
-                window = fit["time"]["lengths"]
                 rows.append({"Method": METHOD_NAMES.get(method, method), "D": str(dim),
                              "Time exponent": fmt(self.exponent(method, dim, "time"), 2),
                              "Operation count": fmt(fit.get("predicted"), 2),
                              "Memory exponent": fmt(self.exponent(method, dim, "memory"), 2),
-                             "Fitted over L": f"{window[0]:,}–{window[-1]:,}" if window else "–",
+                             "Fitted over L": self.fitted_span(method, dim),
                              "Longest L": f"{self.summary['max_length'][method][str(dim)]:,}",
                              "Stops because": self.stop_reason(method, dim)})
         return pd.DataFrame(rows)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -214,91 +214,155 @@ def _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.OctSplits, device: str,
-                   progress: bool = True) -> list[dict]:
-    """Train runs that differ only in learning rate as one stacked model; return their summaries.
+@dataclass
+class Sweep:
+    """Runs that differ only in learning rate, trained together as one stacked model, and what their
+    checkpoints carry from epoch to epoch."""
 
-    Resumes from the last epoch that every run has a checkpoint of (`store.load_shared_checkpoint`: a kill or a
-    full disk between the members' checkpoint writes leaves them an epoch apart).
-    """
+    runs: list[store.Run]
+    configs: list[CNNConfig]
+    device: str
+    model: StackedCNN
+    lrs: torch.Tensor  # one per member
+    steps_per_epoch: int
+    start_epoch: int
+    totals: list[float]  # per member, the sum of every batch loss so far (the cumulative mean's numerator)
+    diverged: dict[int, int]  # member -> epoch at which its loss became NaN/inf
+
+    @property
+    def protocol(self) -> CNNConfig:
+        """The configuration the members share (all of it but the learning rate)."""
+        return self.configs[0]
+
+
+def rng_state(device: str) -> dict:
+    return {"rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}
+
+
+def restore_rng(state: dict, device: str) -> None:
+    torch.set_rng_state(state["rng"])
+    if device == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"])
+
+
+def start_sweep(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.OctSplits, device: str) -> Sweep:
+    """Seed and build the skeleton's model, then resume from the last epoch that every run has a checkpoint of
+    (`store.load_shared_checkpoint`: a kill or a full disk between the members' checkpoint writes leaves them an
+    epoch apart)."""
     first = configs[0]
-    assert all(asdict(c) | {"lr": 0} == asdict(first) | {"lr": 0} for c in configs), "only lr may differ"
     configure_seed(first.seed)
     init = CNN(first.dropout, no_maxpool=first.no_maxpool).state_dict()  # the skeleton's model, seed 42
     resumed = store.load_shared_checkpoint(runs)
-    diverged: dict[int, int] = {}  # member -> epoch at which its loss became NaN/inf
     if resumed is not None:
         start_epoch, states = resumed
-        torch.set_rng_state(states[0]["rng"])
-        if device == "cuda" and states[0].get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(states[0]["cuda_rng"])
+        restore_rng(states[0], device)
         model_states = [s["model"] for s in states]
         totals = [s["loss_total"] for s in states]
         diverged = {g: s["diverged_epoch"] for g, s in enumerate(states) if s.get("diverged_epoch") is not None}
     else:
-        model_states, start_epoch, totals = [init] * len(runs), 0, [0.0] * len(runs)
+        model_states, start_epoch, totals, diverged = [init] * len(runs), 0, [0.0] * len(runs), {}
+    return Sweep(runs=runs, configs=configs, device=device,
+                 model=StackedCNN(model_states, first.no_maxpool, first.dropout, device),
+                 lrs=torch.tensor([c.lr for c in configs], device=device),
+                 steps_per_epoch=math.ceil(len(data.train_X) / first.batch_size),
+                 start_epoch=start_epoch, totals=totals, diverged=diverged)
 
-    model = StackedCNN(model_states, first.no_maxpool, first.dropout, device)
-    lrs = torch.tensor([c.lr for c in configs], device=device)
-    bs = first.batch_size
-    steps = math.ceil(len(data.train_X) / bs)
-    epoch_bar = tqdm(range(start_epoch + 1, first.epochs + 1), desc="epochs", disable=not progress,
-                     initial=start_epoch, total=first.epochs)
-    for epoch in epoch_bar:
-        start = time.time()
-        losses = train_epoch(model, data.train_X, data.train_y, lrs, bs, first.l2_decay,
-                             progress=progress, desc=f"epoch {epoch}").double().cpu()
-        valid = model.accuracy(data.dev_X, data.dev_y)
-        seconds = time.time() - start
-        for g, run in enumerate(runs):
-            if g in diverged:
-                continue
-            totals[g] += losses[:, g].sum().item()
-            epoch_mean = losses[:, g].mean().item()
-            if not math.isfinite(epoch_mean):
-                diverged[g] = epoch
-            run.log_epoch({"epoch": epoch, "train_loss_cumulative": totals[g] / (epoch * steps),
-                           "train_loss_epoch": epoch_mean, "valid_acc": valid[g], "lr": configs[g].lr,
-                           "seconds": round(seconds, 3)})
-            if g in diverged:
-                print(f"[hw2] {run.spec.name}: training loss became {epoch_mean} at epoch {epoch}; "
-                      f"marked diverged, the sweep goes on", flush=True)
-        epoch_bar.set_postfix({f"loss@lr{c.lr:g}": f"{run.history[-1]['train_loss_cumulative']:.4f}"
-                               for c, run in zip(configs, runs)})
-        rng = {"rng": torch.get_rng_state(),
-               "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None}
-        for g, (run, sd) in enumerate(zip(runs, model.state_dicts())):
-            run.save_checkpoint({"model": sd, "loss_total": totals[g], "diverged_epoch": diverged.get(g), **rng},
-                                epoch=epoch)
-        if len(diverged) == model.G:
-            break
 
-    test = model.accuracy(data.test_X, data.test_y)
-    test_full = model.accuracy(data.test_full_X, data.test_full_y)
-    confusion = {name: model.confusion(X, y) for name, (X, y) in {
-        "valid": (data.dev_X, data.dev_y), "test": (data.test_X, data.test_y),
-        "test_full": (data.test_full_X, data.test_full_y)}.items()}
+def run_sweep_epoch(sweep: Sweep, data: octmnist.OctSplits, epoch: int, progress: bool) -> None:
+    """One epoch of every member: train, validate, and log each member that has not diverged."""
+    start = time.time()
+    losses = train_epoch(sweep.model, data.train_X, data.train_y, sweep.lrs, sweep.protocol.batch_size,
+                         sweep.protocol.l2_decay, progress=progress, desc=f"epoch {epoch}").double().cpu()
+    valid = sweep.model.accuracy(data.dev_X, data.dev_y)
+    seconds = time.time() - start
+    for g in range(sweep.model.G):
+        if g not in sweep.diverged:
+            log_member_epoch(sweep, g, epoch, losses[:, g], valid[g], seconds)
+
+
+def log_member_epoch(sweep: Sweep, g: int, epoch: int, losses: torch.Tensor, valid_acc: float, seconds: float) -> None:
+    """Member g's history row for the epoch (`losses`: its batch losses); a loss that is not finite marks it
+    diverged, and the others go on."""
+    run = sweep.runs[g]
+    sweep.totals[g] += losses.sum().item()
+    epoch_mean = losses.mean().item()
+    if not math.isfinite(epoch_mean):
+        sweep.diverged[g] = epoch
+    run.log_epoch({"epoch": epoch, "train_loss_cumulative": sweep.totals[g] / (epoch * sweep.steps_per_epoch),
+                   "train_loss_epoch": epoch_mean, "valid_acc": valid_acc, "lr": sweep.configs[g].lr,
+                   "seconds": round(seconds, 3)})
+    if g in sweep.diverged:
+        print(f"[hw2] {run.spec.name}: training loss became {epoch_mean} at epoch {epoch}; "
+              f"marked diverged, the sweep goes on", flush=True)
+
+
+def show_cumulative_losses(epoch_bar: tqdm, sweep: Sweep) -> None:
+    epoch_bar.set_postfix({f"loss@lr{c.lr:g}": f"{run.history[-1]['train_loss_cumulative']:.4f}"
+                           for c, run in zip(sweep.configs, sweep.runs)})
+
+
+def save_checkpoints(sweep: Sweep, epoch: int) -> None:
+    rng = rng_state(sweep.device)
+    for g, (run, sd) in enumerate(zip(sweep.runs, sweep.model.state_dicts())):
+        run.save_checkpoint({"model": sd, "loss_total": sweep.totals[g], "diverged_epoch": sweep.diverged.get(g), **rng},
+                            epoch=epoch)
+
+
+def evaluation_results(model: StackedCNN, data: octmnist.OctSplits) -> dict[str, list]:
+    """Per summary entry, each member's value: test accuracies, and confusion counts on every split."""
+    return {"test_acc": model.accuracy(data.test_X, data.test_y),
+            "test_acc_full": model.accuracy(data.test_full_X, data.test_full_y),
+            **{f"confusion_{name}": model.confusion(X, y) for name, (X, y) in {
+                "valid": (data.dev_X, data.dev_y), "test": (data.test_X, data.test_y),
+                "test_full": (data.test_full_X, data.test_full_y)}.items()}}
+
+
+def member_summary(sweep: Sweep, g: int, tests: dict[str, list], data: octmnist.OctSplits) -> dict:
+    """Member g's summary: its status, its last and best epoch, its test results (none if it diverged), the
+    data and how it was trained."""
+    cfg, hist = sweep.configs[g], sweep.runs[g].history
+    ok = g not in sweep.diverged
+    return {
+        "status": "complete" if ok else "diverged",
+        "diverged_epoch": sweep.diverged.get(g),
+        "config_label": cfg.label,
+        "final_train_loss": hist[-1]["train_loss_cumulative"],
+        "final_train_loss_epoch": hist[-1]["train_loss_epoch"],
+        "final_valid_acc": hist[-1]["valid_acc"],
+        "best_valid_acc": max(h["valid_acc"] for h in hist),
+        **{key: values[g] if ok else None for key, values in tests.items()},
+        "n_params": get_number_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
+        "n_train": len(data.train_X), "n_val": len(data.dev_X),
+        "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
+        "epochs_completed": len(hist), "steps_per_epoch": sweep.steps_per_epoch, "device": sweep.device,
+        "members_trained_together": sweep.model.G, "engine": engine(sweep.device),
+        "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
+    }
+
+
+def evaluate_and_summarise(sweep: Sweep, data: octmnist.OctSplits) -> list[dict]:
+    """Test every member, write each run's model.pt, and return their summaries."""
+    tests = evaluation_results(sweep.model, data)
     summaries = []
-    for g, (run, cfg, sd) in enumerate(zip(runs, configs, model.state_dicts())):
+    for g, (run, sd) in enumerate(zip(sweep.runs, sweep.model.state_dicts())):
         run.save_torch("model.pt", sd)
-        hist = run.history
-        ok = g not in diverged
-        summaries.append({
-            "status": "complete" if ok else "diverged",
-            "diverged_epoch": diverged.get(g),
-            "config_label": cfg.label,
-            "final_train_loss": hist[-1]["train_loss_cumulative"],
-            "final_train_loss_epoch": hist[-1]["train_loss_epoch"],
-            "final_valid_acc": hist[-1]["valid_acc"],
-            "best_valid_acc": max(h["valid_acc"] for h in hist),
-            "test_acc": test[g] if ok else None,
-            "test_acc_full": test_full[g] if ok else None,
-            **{f"confusion_{name}": counts[g] if ok else None for name, counts in confusion.items()},
-            "n_params": get_number_trainable_params(CNN(cfg.dropout, cfg.no_maxpool)),
-            "n_train": len(data.train_X), "n_val": len(data.dev_X),
-            "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
-            "epochs_completed": len(hist), "steps_per_epoch": steps, "device": device,
-            "members_trained_together": model.G, "engine": engine(device),
-            "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
-        })
+        summaries.append(member_summary(sweep, g, tests, data))
     return summaries
+
+
+def train_together(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.OctSplits, device: str,
+                   progress: bool = True) -> list[dict]:
+    """Train runs that differ only in learning rate as one stacked model; return their summaries. Resumes
+    from the last epoch that every run has a checkpoint of (`start_sweep`)."""
+    first = configs[0]
+    assert all(asdict(c) | {"lr": 0} == asdict(first) | {"lr": 0} for c in configs), "only lr may differ"
+    sweep = start_sweep(runs, configs, data, device)
+    epoch_bar = tqdm(range(sweep.start_epoch + 1, first.epochs + 1), desc="epochs", disable=not progress,
+                     initial=sweep.start_epoch, total=first.epochs)
+    for epoch in epoch_bar:
+        run_sweep_epoch(sweep, data, epoch, progress)
+        show_cumulative_losses(epoch_bar, sweep)
+        save_checkpoints(sweep, epoch)
+        if len(sweep.diverged) == sweep.model.G:
+            break
+    return evaluate_and_summarise(sweep, data)

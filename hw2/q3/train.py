@@ -34,6 +34,7 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -242,120 +243,187 @@ def counts_text(counts: dict[str, int]) -> str:
     return " / ".join(f"{n} {split}" for split, n in counts.items())
 
 
-def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool = True) -> dict:
-    """Train, validate every epoch, test; write the artifacts into `run.dir`; return the summary."""
+def cropped_clips(data: dict[str, SplitData]) -> dict[str, int]:
+    return {split: d.n_cropped for split, d in data.items()}
+
+
+def truncated_transcripts(data: dict[str, SplitData]) -> dict[str, int]:
+    return {split: d.n_truncated for split, d in data.items()}
+
+
+@dataclass
+class Training:
+    """One run in progress: the model and its optimizer, the splits, and what the finished epochs recorded
+    (restored from the checkpoint when the run resumes)."""
+
+    model: SpeechToText
+    optimizer: torch.optim.Optimizer
+    rates: list[float]
+    data: dict[str, SplitData]
+    feature_seconds: float
+    test_seen: list[bool]  # per test clip: whether its transcript is also in training
+    steps_per_epoch: int
+    start_epoch: int = 0
+    raw_val: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"train_seconds": 0.0, "val_seconds": 0.0})
+    examples: list[dict] = field(default_factory=list)  # per epoch: the first validation clips' predictions
+    diverged_epoch: int | None = None
+
+    def checkpoint(self, epoch: int) -> dict:
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "raw_val": self.raw_val, "timings": self.timings, "rng": torch.get_rng_state(),
+                "examples": self.examples}
+
+
+def resume(run: store.Run, model: SpeechToText, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore the model, optimizer and global RNG from the run's checkpoint; return the epoch to start from and
+    what the finished epochs recorded, as `Training` fields ({} when there is no checkpoint)."""
+    state = run.load_checkpoint()
+    if state is None:
+        return {}
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])  # the shuffles of the remaining epochs, as without the interruption
+    return {"start_epoch": state["epoch"], "raw_val": state["raw_val"], "timings": state["timings"],
+            "examples": state["examples"]}
+
+
+def start_training(run: store.Run, cfg: ASRConfig, corpus: Path, device: str) -> Training:
+    """Seed, build the model and optimizer (in the skeleton's order: the RNG stream depends on it), resume from
+    the checkpoint if there is one, then load the splits onto the device and say what the run trains on."""
     seed_everything(cfg.seed)
     model = build_asr_model(cfg.decoder, cfg.n_encoder_layers, fused=cfg.fused_attention).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=device == "cuda")
-    rates = lr_schedule(cfg)
-    state = run.load_checkpoint()
-    start_epoch, raw_val, timings = 0, [], {"train_seconds": 0.0, "val_seconds": 0.0}
-    examples: list[dict] = []  # per epoch: the greedy predictions of the first validation clips
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, raw_val, timings = state["epoch"], state["raw_val"], state["timings"]
-        examples = state["examples"]
-        torch.set_rng_state(state["rng"])  # the shuffles of the remaining epochs, as without the interruption
-
+    resumed = resume(run, model, optimizer)
     t0 = time.perf_counter()
     data = load_data(corpus, cfg, device)
-    feature_seconds = time.perf_counter() - t0
-    cropped = {split: d.n_cropped for split, d in data.items()}
-    truncated = {split: d.n_truncated for split, d in data.items()}
-    seen = seen_texts(data["train"].texts, data["test"].texts)
+    training = Training(model=model, optimizer=optimizer, rates=lr_schedule(cfg), data=data,
+                        feature_seconds=time.perf_counter() - t0,
+                        test_seen=seen_texts(data["train"].texts, data["test"].texts),
+                        steps_per_epoch=math.ceil(data["train"].n / cfg.batch_size), **resumed)
+    print_data_overview(training, cfg, device)
+    return training
+
+
+def print_data_overview(training: Training, cfg: ASRConfig, device: str) -> None:
+    data, seen = training.data, training.test_seen
     print(f"[hw2] clips: {data['train'].n} train / {data['validation'].n} validation / {data['test'].n} test; "
           f"{cfg.audio_frames} frames; features {'cached on ' + device if data['train'].features is not None else 'per batch'} "
-          f"({feature_seconds:.1f} s); {get_number_trainable_params(model):,} parameters", flush=True)
-    print(f"[hw2] clips cropped to {cfg.audio_frames} frames: {counts_text(cropped)}; transcripts truncated to "
-          f"{text.MAX_LEN - 2} characters: {counts_text(truncated)}; test transcripts also in training: "
-          f"{sum(seen)} of {len(seen)}", flush=True)
-    steps_per_epoch = math.ceil(data["train"].n / cfg.batch_size)
+          f"({training.feature_seconds:.1f} s); {get_number_trainable_params(training.model):,} parameters", flush=True)
+    print(f"[hw2] clips cropped to {cfg.audio_frames} frames: {counts_text(cropped_clips(data))}; transcripts truncated "
+          f"to {text.MAX_LEN - 2} characters: {counts_text(truncated_transcripts(data))}; test transcripts also in "
+          f"training: {sum(seen)} of {len(seen)}", flush=True)
 
-    diverged_epoch = None
-    epochs = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.decoder} epochs", initial=start_epoch,
-                  total=cfg.epochs, disable=not progress, file=sys.stdout)
-    for epoch in epochs:
-        for group in optimizer.param_groups:
-            group["lr"] = rates[epoch]
-        t_start = time.perf_counter()
-        model.train()
-        batch_losses = train_epoch(model, optimizer, data["train"], cfg, epoch, progress)
-        train_seconds = time.perf_counter() - t_start
-        train_loss = sum(batch_losses) / len(batch_losses)
-        row = {"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch, "lr": rates[epoch], "train_loss": train_loss}
-        if not all(math.isfinite(v) for v in batch_losses):
-            diverged_epoch = epoch + 1
-            row.update({"val_loss": float("nan"), **{f"val_{n}": float("nan") for n in SIMILARITY_NAMES},
-                        "val_output": "diverged", "val_looping_share": float("nan"),
-                        "val_most_common_share": float("nan"),
-                        "seconds": round(train_seconds, 3), "train_seconds": round(train_seconds, 3)})
-            run.log_epoch(row)
-            tqdm.write(f"[hw2] epoch {epoch + 1}: the training loss is not finite; the run diverged", sys.stdout)
-            break
-        model.eval()
-        acc, _, generated = evaluate(model, data["validation"], cfg, progress, desc=f"epoch {epoch + 1} validation")
-        seconds = time.perf_counter() - t_start
-        values = acc.epoch_values()
-        predictions = [text.decode_until_stop(g) for g in generated]
-        output = degenerate_output(predictions)
-        examples.append({"epoch": epoch + 1, "predictions": predictions[:N_EXAMPLES]})
-        row.update({"val_loss": values["loss"], **{f"val_{n}": values[n] for n in SIMILARITY_NAMES},
-                    "val_output": output["kind"] or "varied", "val_looping_share": round(output["looping_share"], 4),
-                    "val_most_common_share": round(output["most_common_share"], 4),
-                    "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)})
-        raw_val.append(acc.as_dict())
-        timings = {"train_seconds": timings["train_seconds"] + train_seconds,
-                   "val_seconds": timings["val_seconds"] + seconds - train_seconds}
-        run.log_epoch(row)
-        run.write_json("val_examples.json", {"targets": data["validation"].texts[:N_EXAMPLES], "epochs": examples})
-        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "raw_val": raw_val, "timings": timings, "rng": torch.get_rng_state(),
-                             "examples": examples})
-        tqdm.write(f"[{epoch + 1}] lr {rates[epoch]:.3g} train loss {train_loss:.3f} val loss {values['loss']:.3f} "
-                   + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
-                   + f" ({seconds:.1f} s)", sys.stdout)
 
-    summary = {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers, "n_params": get_number_trainable_params(model),
-               "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": diverged_epoch,
-               "device": device, "torch_threads": torch.get_num_threads(),
-               "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
-               "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
-               "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
-               "corpus": cfg.corpus, "protocol_deviations": protocol_deviations(cfg),
-               "batch_size": cfg.batch_size, "steps_per_epoch": steps_per_epoch,
-               "cropped_clips": cropped, "truncated_transcripts": truncated,
-               "test_seen_in_train": sum(seen), "test_unseen": len(seen) - sum(seen),
-               "features_cached": data["train"].features is not None,
-               "feature_seconds": round(feature_seconds, 3), **{k: round(v, 3) for k, v in timings.items()}}
-    raw = {"validation": raw_val}
-    if diverged_epoch is not None:
-        run.write_json("metrics_raw.json", raw)
-        return {"status": "diverged", **summary,
-                **{f"test_{k}": None for k in ("loss", *SIMILARITY_NAMES)}}
+def diverged_columns(train_seconds: float) -> dict:
+    """The validation columns of a history row whose training loss was not finite."""
+    return {"val_loss": float("nan"), **{f"val_{n}": float("nan") for n in SIMILARITY_NAMES},
+            "val_output": "diverged", "val_looping_share": float("nan"), "val_most_common_share": float("nan"),
+            "seconds": round(train_seconds, 3), "train_seconds": round(train_seconds, 3)}
 
+
+def validation_columns(values: dict[str, float], predictions: list[str], seconds: float, train_seconds: float) -> dict:
+    """The validation columns of a history row: loss, similarities and what the greedy output looks like."""
+    output = degenerate_output(predictions)
+    return {"val_loss": values["loss"], **{f"val_{n}": values[n] for n in SIMILARITY_NAMES},
+            "val_output": output["kind"] or "varied", "val_looping_share": round(output["looping_share"], 4),
+            "val_most_common_share": round(output["most_common_share"], 4),
+            "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)}
+
+
+def run_epoch(run: store.Run, training: Training, cfg: ASRConfig, epoch: int, progress: bool) -> None:
+    """One epoch at its scheduled learning rate: train; then, unless the loss diverged (recorded in `training`
+    and in the history), validate, log the history row, keep the example predictions and checkpoint."""
+    model, data, lr = training.model, training.data, training.rates[epoch]
+    for group in training.optimizer.param_groups:
+        group["lr"] = lr
+    t_start = time.perf_counter()
+    model.train()
+    batch_losses = train_epoch(model, training.optimizer, data["train"], cfg, epoch, progress)
+    train_seconds = time.perf_counter() - t_start
+    train_loss = sum(batch_losses) / len(batch_losses)
+    row = {"epoch": epoch + 1, "steps": (epoch + 1) * training.steps_per_epoch, "lr": lr, "train_loss": train_loss}
+    if not all(math.isfinite(v) for v in batch_losses):
+        training.diverged_epoch = epoch + 1
+        run.log_epoch({**row, **diverged_columns(train_seconds)})
+        tqdm.write(f"[hw2] epoch {epoch + 1}: the training loss is not finite; the run diverged", sys.stdout)
+        return
+    model.eval()
+    acc, _, generated = evaluate(model, data["validation"], cfg, progress, desc=f"epoch {epoch + 1} validation")
+    seconds = time.perf_counter() - t_start
+    values = acc.epoch_values()
+    predictions = [text.decode_until_stop(g) for g in generated]
+    training.examples.append({"epoch": epoch + 1, "predictions": predictions[:N_EXAMPLES]})
+    training.raw_val.append(acc.as_dict())
+    training.timings = {"train_seconds": training.timings["train_seconds"] + train_seconds,
+                        "val_seconds": training.timings["val_seconds"] + seconds - train_seconds}
+    run.log_epoch({**row, **validation_columns(values, predictions, seconds, train_seconds)})
+    run.write_json("val_examples.json", {"targets": data["validation"].texts[:N_EXAMPLES], "epochs": training.examples})
+    run.save_checkpoint(training.checkpoint(epoch + 1))
+    tqdm.write(f"[{epoch + 1}] lr {lr:.3g} train loss {train_loss:.3f} val loss {values['loss']:.3f} "
+               + " ".join(f"{n.split('_')[0]} {values[n]:.3f}" for n in SIMILARITY_NAMES)
+               + f" ({seconds:.1f} s)", sys.stdout)
+
+
+def training_summary(run: store.Run, training: Training, cfg: ASRConfig, device: str) -> dict:
+    """What was trained, on what, and how training went (the test's entries come after)."""
+    data, seen = training.data, training.test_seen
+    return {"decoder": cfg.decoder, "n_encoder_layers": cfg.n_encoder_layers,
+            "n_params": get_number_trainable_params(training.model),
+            "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": training.diverged_epoch,
+            "device": device, "torch_threads": torch.get_num_threads(),
+            "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
+            "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
+            "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
+            "corpus": cfg.corpus, "protocol_deviations": protocol_deviations(cfg),
+            "batch_size": cfg.batch_size, "steps_per_epoch": training.steps_per_epoch,
+            "cropped_clips": cropped_clips(data), "truncated_transcripts": truncated_transcripts(data),
+            "test_seen_in_train": sum(seen), "test_unseen": len(seen) - sum(seen),
+            "features_cached": data["train"].features is not None,
+            "feature_seconds": round(training.feature_seconds, 3),
+            **{k: round(v, 3) for k, v in training.timings.items()}}
+
+
+def evaluate_test_and_save(run: store.Run, training: Training, cfg: ASRConfig, progress: bool) -> dict:
+    """Evaluate the trained model on test; write metrics_raw.json, test_predictions.csv, attention.npz and
+    model.pt; print the test metrics; return the summary's test entries."""
+    model, data, seen = training.model, training.data, training.test_seen
     model.eval()
     t_start = time.perf_counter()
     acc, per_sample, generated = evaluate(model, data["test"], cfg, progress, desc="test")
     test_seconds = time.perf_counter() - t_start
     test = acc.summary()
-    raw["test"] = acc.as_dict()
-    run.write_json("metrics_raw.json", raw)
+    run.write_json("metrics_raw.json", {"validation": training.raw_val, "test": acc.as_dict()})
     predictions = [text.decode_until_stop(g) for g in generated]
     run.write_text("test_predictions.csv", _predictions_csv(data["test"], predictions, per_sample, seen))
     dl = "damerau-levenshtein_similarity"
     by_seen = {flag: [p[dl] for p, s in zip(per_sample, seen) if s == flag] for flag in (True, False)}
-    buf = attention_sample(model, data["validation"], cfg)
-    np.savez_compressed(run.dir / "attention.npz", **buf)
+    np.savez_compressed(run.dir / "attention.npz", **attention_sample(model, data["validation"], cfg))
     run.save_torch("model.pt", model.state_dict())
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()), flush=True)
-    return {**summary, "test_loss": test["loss"], **{f"test_{n}": test[n] for n in SIMILARITY_NAMES},
+    return {"test_loss": test["loss"], **{f"test_{n}": test[n] for n in SIMILARITY_NAMES},
             "test_seconds": round(test_seconds, 3),
             "test_dl_seen": sum(by_seen[True]) / len(by_seen[True]) if by_seen[True] else None,
             "test_dl_unseen": sum(by_seen[False]) / len(by_seen[False]) if by_seen[False] else None,
             "test_degenerate": degenerate_output(predictions),
             "chance": chance_similarities(data["test"].tokens.cpu()),
-            "test_clips_per_s": round(data["test"].n / test_seconds, 2),
-            "train_clips_per_s": round(data["train"].n * len(run.history) / max(timings["train_seconds"], 1e-9), 2)}
+            "test_clips_per_s": round(data["test"].n / test_seconds, 2)}
 
+
+def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: bool = True) -> dict:
+    """Train, validate every epoch, test; write the artifacts into `run.dir`; return the summary."""
+    training = start_training(run, cfg, corpus, device)
+    epochs = tqdm(range(training.start_epoch, cfg.epochs), desc=f"{cfg.decoder} epochs", initial=training.start_epoch,
+                  total=cfg.epochs, disable=not progress, file=sys.stdout)
+    for epoch in epochs:
+        run_epoch(run, training, cfg, epoch, progress)
+        if training.diverged_epoch is not None:
+            break
+    summary = training_summary(run, training, cfg, device)
+    if training.diverged_epoch is not None:
+        run.write_json("metrics_raw.json", {"validation": training.raw_val})
+        return {"status": "diverged", **summary, **{f"test_{k}": None for k in ("loss", *SIMILARITY_NAMES)}}
+    test = evaluate_test_and_save(run, training, cfg, progress)
+    train_clips = training.data["train"].n * len(run.history)
+    return {**summary, **test, "train_clips_per_s": round(train_clips / max(training.timings["train_seconds"], 1e-9), 2)}
