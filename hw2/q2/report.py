@@ -7,23 +7,21 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
+from hw2.engine import registry
 from hw2.engine.store import LoadedRun, RunError
-from hw2.q2 import octmnist
-from hw2.q2.config import for_profile as q2_config
+from hw2.q2 import config, octmnist
 from hw2.reporting.cache import cached
 from hw2.reporting.format import mean_std
 from hw2.reporting.markdown import figure, table
 from hw2.reporting.runs import pool_each, require_runs, run_refs
 
-Q2_EXPERIMENT = "q2_cnn"
+EXPERIMENT = registry.by_question("q2").name
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")  # OCTMNIST's classes 0..3
 TRAIN_SHARE = dict(zip(CLASSES, (n / sum(octmnist.CLASS_COUNTS["train"]) for n in octmnist.CLASS_COUNTS["train"])))
 # A classifier counts as collapsed when one class takes this share of its predictions on the whole (balanced)
 # test split: it has stopped telling the classes apart, whatever its accuracy says.
 COLLAPSE_SHARE = 0.9
 VARIANTS = {False: "max-pooling (Q2.1)", True: "no max-pooling (Q2.2)"}
-# The statement's sweep: lr in {0.1, 0.01, 0.001} for both variants (every profile runs all six).
-Q2_SWEEP = [{"lr": lr, "no_maxpool": nm} for nm in (False, True) for lr in (0.1, 0.01, 0.001)]
 
 
 @dataclass
@@ -112,19 +110,20 @@ class Q2Results:
 
     def __init__(self, profile: str):
         self.profile = profile
-        self.runs = require_runs(Q2_EXPERIMENT, profile)
+        self.runs = require_runs(EXPERIMENT, profile)
         groups: dict[tuple, list[LoadedRun]] = {}
         for run in self.runs:
             c = run.config["config"]
             groups.setdefault((bool(c["no_maxpool"]), float(c["lr"])), []).append(run)
-        missing = [p for p in Q2_SWEEP if (bool(p["no_maxpool"]), float(p["lr"])) not in groups]
+        self.learning_rates = config.LEARNING_RATES[profile]  # the profile's sweep, for each variant
+        missing = [p for p in config.plan(profile) if (bool(p["no_maxpool"]), float(p["lr"])) not in groups]
         if missing:
             which = ", ".join(f"lr={p['lr']} no_maxpool={p['no_maxpool']}" for p in missing)
             raise RunError(f"Q2 runs missing for profile {profile!r} ({which}): run `PROFILE={profile} make runs-q2`")
         # Only runs that differ in the seed alone are averaged; a hand run with another batch size, other epochs or
         # other data is left out, and the report names it.
         shown, self.left_out = pool_each(groups, lambda cell: dataclasses.asdict(
-            q2_config(profile, no_maxpool=cell[0], lr=cell[1])))
+            config.for_profile(profile, no_maxpool=cell[0], lr=cell[1])))
         self.configs = [Q2Config(nm, lr, shown[nm, lr]) for nm, lr in sorted(shown, key=lambda c: (c[0], -c[1]))]
         self.runs = [r for c in self.configs for r in c.runs]
 
@@ -214,7 +213,7 @@ class Q2Results:
     @property
     def protocol(self) -> dict:
         """The statement's protocol: epochs and training images (all of OCTMNIST's training split)."""
-        return {"epochs": q2_config("full").epochs, "n_train": sum(octmnist.CLASS_COUNTS["train"]),
+        return {"epochs": config.for_profile("full").epochs, "n_train": sum(octmnist.CLASS_COUNTS["train"]),
                 "n_val": sum(octmnist.CLASS_COUNTS["val"])}
 
     @property
