@@ -4,6 +4,7 @@ other, light configuration modules, and every registered experiment following th
 import ast
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,13 @@ def test_a_config_edit_changes_no_runs_identity_but_a_shared_constant_does(tmp_p
     fingerprints = store.code_fingerprints("hw2.q3.experiment")
     assert "q3/constants.py" in fingerprints and "q3/config.py" not in fingerprints
     assert "q1/constants.py" in store.code_fingerprints("hw2.q1.experiment")
+
+
+def test_the_readmes_layout_table_names_every_file_of_the_package_and_nothing_else():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(hw2/[^`]+)`", table))
+    files = {p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.rglob("*")
+             if p.suffix in (".py", ".c") and p.name != "__init__.py" and "__pycache__" not in p.parts}
+    assert files - named == set(), "files the layout table does not name"
+    assert {n for n in named if not (PACKAGE.parent / n).exists()} == set(), "names in the table with no file"

@@ -96,7 +96,7 @@ def test_a_notebooks_output_is_streamed_once_and_its_temporary_copy_removed(resu
     notebook = tmp_path / "prints.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import sys\nprint('to stdout once')\nprint('to stderr once', file=sys.stderr)")]), notebook)
-    script = ("import sys\nfrom pathlib import Path\nfrom hw2 import runs, store\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom hw2.engine import runner as runs, store\n"
               "spec = store.RunSpec.create('demo', {}, 'smoke', 'synthetic', slug='demo')\n"
               "try:\n    runs.execute_notebook(Path(sys.argv[1]), {}, [spec])\n"
               "except store.RunError as error:\n    print(error)\n")

@@ -104,7 +104,9 @@ def test_smoke_run_through_the_runner_and_notebook(with_smoke_runs, monkeypatch)
 def test_notebook_rejects_a_bad_profile(tmp_path, monkeypatch):
     import papermill
 
-    from hw2.engine.runner import ROOT
+    from hw2.engine.paths import project_root
+
+    ROOT = project_root()
 
     monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path))
     with pytest.raises(papermill.PapermillExecutionError, match="unknown profile 'bogus'"):

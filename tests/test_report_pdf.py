@@ -61,9 +61,11 @@ def rendered(tmp_path_factory, smoke_runs):
     runs = {q: store.list_runs(e, "smoke") for q, e in (("q1", "q1_attention"), ("q2", "q2_cnn"), ("q3", "q3_asr"))}
     assert [len(runs[q]) for q in ("q1", "q2", "q3")] == [1, 6, 2]
     project = tmp / "project"
-    (project / "hw2").mkdir(parents=True)
+    project.mkdir()
     shutil.copy(ROOT / "_quarto.yml", project)
-    shutil.copytree(ROOT / "hw2" / "engine" / "typst", project / "hw2" / "engine" / "typst")
+    # the whole package: its template is package data, and a partial copy would shadow the installed package
+    # when the pre-render step starts `python -m hw2` in the project
+    shutil.copytree(ROOT / "hw2", project / "hw2", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "report", project / "report",
                     ignore=shutil.ignore_patterns("_figures", "*_files", "*.typ"))
     (project / "report" / "authors.yml").write_text(AUTHORS)

@@ -17,7 +17,11 @@ import torch
 
 from hw2.q3.text import cut_after_stop
 
-SIMILARITY_NAMES = ("jaccard_similarity", "cosine_similarity", "damerau-levenshtein_similarity")
+# The three similarities: a short name (the report's) for each key of the skeleton's trainer (the runs' records).
+SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
+                "damerau_levenshtein": "damerau-levenshtein_similarity"}
+SIMILARITY_NAMES = tuple(SIMILARITIES.values())
+DAMERAU_LEVENSHTEIN = SIMILARITIES["damerau_levenshtein"]
 _SIMILARITY = {
     "jaccard_similarity": textdistance.jaccard.normalized_similarity,
     "cosine_similarity": textdistance.cosine.normalized_similarity,

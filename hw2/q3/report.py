@@ -9,18 +9,18 @@ import statistics
 from dataclasses import dataclass
 from functools import cached_property
 
+from hw2.engine import registry
 from hw2.engine.store import LoadedRun, RunError
-from hw2.q3.config import for_profile as q3_config
+from hw2.q3 import config
+from hw2.q3.constants import DECODERS, N_FRAMES
+from hw2.q3.metrics import SIMILARITIES
 from hw2.reporting.format import fmt, mean_std
 from hw2.reporting.markdown import figure, table
 from hw2.reporting.runs import pool_each, require_runs
 
-EXPERIMENT = "q3_asr"
-DECODER_NAMES = {"rnn": "LSTM decoder", "transformer": "Transformer decoder"}
-SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
-                "damerau_levenshtein": "damerau-levenshtein_similarity"}
-SIMILARITY_LABELS = {"jaccard": "Jaccard", "cosine": "Cosine", "damerau_levenshtein": "Damerau–Levenshtein"}
-PROTOCOL_FRAMES = 2754
+EXPERIMENT = registry.by_question("q3").name
+DECODER_NAMES = dict(zip(DECODERS, ("LSTM decoder", "Transformer decoder")))  # rnn, transformer
+SIMILARITY_LABELS = dict(zip(SIMILARITIES, ("Jaccard", "Cosine", "Damerau–Levenshtein")))
 
 
 def _number(value) -> float:
@@ -246,7 +246,7 @@ class Q3Results:
             raise RunError(f"Q3 runs missing for profile {profile!r} (decoder {', '.join(missing)}): "
                            f"run `PROFILE={profile} make runs-q3`")
         # Only runs that differ in the seed alone are averaged; the others are left out, and the report names them.
-        shown, self.left_out = pool_each(by_decoder, lambda d: dataclasses.asdict(q3_config(profile, decoder=d)))
+        shown, self.left_out = pool_each(by_decoder, lambda d: dataclasses.asdict(config.for_profile(profile, decoder=d)))
         self.decoders = {d: Q3Decoder(d, shown[d]) for d in DECODER_NAMES}
         self.runs = [r for d in self.decoders.values() for r in d.runs]
         self.rnn, self.transformer = self.decoders["rnn"], self.decoders["transformer"]
@@ -268,7 +268,7 @@ class Q3Results:
     @property
     def frames_ratio(self) -> float:
         """How many times more frames per clip the protocol pads to than these runs."""
-        return PROTOCOL_FRAMES / self.frames
+        return N_FRAMES / self.frames
 
     @property
     def short_corpus(self) -> bool:

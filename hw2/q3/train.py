@@ -50,7 +50,13 @@ from hw2.q3 import text
 from hw2.q3.asr import SpeechToText, build_asr_model
 from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
 from hw2.q3.config import ASRConfig, protocol_deviations
-from hw2.q3.metrics import SIMILARITY_NAMES, EpochAccumulator, chance_similarities, degenerate_output
+from hw2.q3.metrics import (
+    DAMERAU_LEVENSHTEIN,
+    SIMILARITY_NAMES,
+    EpochAccumulator,
+    chance_similarities,
+    degenerate_output,
+)
 
 SPLITS = ("train", "validation", "test")
 N_EXAMPLES = 4  # validation clips whose greedy prediction is kept every epoch (val_examples.json)
@@ -397,7 +403,7 @@ def evaluate_test_and_save(run: store.Run, training: Training, cfg: ASRConfig, p
     run.write_json("metrics_raw.json", {"validation": training.raw_val, "test": acc.as_dict()})
     predictions = [text.decode_until_stop(g) for g in generated]
     run.write_text("test_predictions.csv", _predictions_csv(data["test"], predictions, per_sample, seen))
-    dl = "damerau-levenshtein_similarity"
+    dl = DAMERAU_LEVENSHTEIN
     by_seen = {flag: [p[dl] for p, s in zip(per_sample, seen) if s == flag] for flag in (True, False)}
     np.savez_compressed(run.dir / "attention.npz", **attention_sample(model, data["validation"], cfg))
     run.save_torch("model.pt", model.state_dict())
