@@ -7,14 +7,18 @@ Splits are contiguous in metadata order: 9,825 / 655 / 2,620 clips of the 13,100
 Two stand-ins share the layout: `ljspeech` speaks LJ-Speech-like paragraphs (up to 145 characters, with
 raw and normalized columns, `hw2.q3.sentences`), `short` speaks 3-6-word sentences whose clips all fit a
 frame limit (`hw2.q3.short_sentences`; the `quick` profile's corpus, on which a CPU can train the
-recogniser to listen). The stand-in folder also holds `standin.json` (how it was made, and the SHA-256 of the
-metadata.csv it wrote).
+recogniser to listen). The stand-in folder also holds `standin.json` (how it was made, the SHA-256 of the
+metadata.csv it wrote, and each clip's size, modification time and SHA-256).
 
 A corpus is identified by its content (`data_source`): "real" only for LJ Speech 1.1 itself (13,100 clips with
-LJ Speech's ids), "standin" only where standin.json vouches for this very metadata.csv, anything else is "custom".
+LJ Speech's ids), "standin" only where standin.json vouches for this very metadata.csv and every clip's audio,
+anything else is "custom". Each load compares the clips' sizes and modification times with the record and
+hashes again only the clips that differ (a touched file keeps its name; a swapped clip makes custom data);
+`verify_audio` hashes every clip.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +43,7 @@ from hw2.q3.constants import SHORT_MAX_FRAMES
 SAMPLE_RATE = 22050
 REAL_FOLDER = "LJSpeech-1.1"
 STANDIN_MARKER = "standin.json"
-STANDIN_VERSION = 2  # bump when the generator changes, so an old stand-in folder is never reused
+STANDIN_VERSION = 3  # bump when the generator changes, so an old stand-in folder is never reused (3: audio record)
 GRAMMARS = ("ljspeech", "short")
 MAX_ATTEMPTS = 50  # sentences drawn for one clip of the short stand-in before giving up
 SPLITS = ("train", "validation", "test")
@@ -149,13 +153,68 @@ def data_source(corpus_dir: str | Path) -> str:
     content = metadata.read_bytes()
     digest = hashlib.sha256(content)
     made = _standin_record(corpus_dir)
-    if made.get("metadata_sha256") == digest.hexdigest():
-        identity = {k: made.get(k) for k in ("version", "espeak_ng", "voice", "grammar", "max_frames")}
-        digest.update(json.dumps(identity, sort_keys=True).encode())
-        return f"standin-{digest.hexdigest()[:8]}"
+    if made.get("metadata_sha256") == digest.hexdigest() and isinstance(made.get("audio"), dict):
+        audio = _audio_digests(corpus_dir, made)
+        digest.update(json.dumps(sorted(audio.items())).encode())
+        if audio == {clip: entry[2] for clip, entry in made["audio"].items()}:
+            identity = {k: made.get(k) for k in ("version", "espeak_ng", "voice", "grammar", "max_frames")}
+            digest.update(json.dumps(identity, sort_keys=True).encode())
+            return f"standin-{digest.hexdigest()[:8]}"
+        return f"custom-{digest.hexdigest()[:8]}"  # the stand-in's transcripts with other audio
     clips = read_metadata(corpus_dir)
     real = len(clips) == REAL_CLIPS and all(REAL_ID.fullmatch(clip.id) for clip in clips)
     return f"{'real' if real else 'custom'}-{digest.hexdigest()[:8]}"
+
+
+def _clip_entry(path: Path) -> list:
+    """[bytes, modification time (ns), sha256] of one clip, as standin.json records it."""
+    stat = path.stat()
+    with open(path, "rb") as fh:
+        return [stat.st_size, stat.st_mtime_ns, hashlib.file_digest(fh, "sha256").hexdigest()]
+
+
+def _audio_digests(corpus_dir: Path, made: dict) -> dict[str, str | None]:
+    """{clip id: sha256} of the stand-in's clips (None for a missing one). A clip whose size and modification
+    time match standin.json's record keeps the recorded digest; the others are hashed again, and where the
+    content is unchanged (a copied or touched file) the record takes the new time, so the next load is cheap."""
+    digests, refreshed = {}, False
+    for clip_id, (size, mtime_ns, sha256) in made["audio"].items():
+        path = corpus_dir / "wavs" / f"{clip_id}.wav"
+        try:
+            stat = path.stat()
+            if (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns):
+                digests[clip_id] = sha256
+                continue
+            entry = _clip_entry(path)
+        except OSError:
+            digests[clip_id] = None
+            continue
+        digests[clip_id] = entry[2]
+        if entry[2] == sha256:
+            made["audio"][clip_id], refreshed = entry, True
+    if refreshed:
+        with contextlib.suppress(OSError):  # a read-only corpus: hashed again next time
+            _write_json_atomically(corpus_dir / STANDIN_MARKER, made)
+    return digests
+
+
+def verify_audio(corpus_dir: str | Path) -> list[str]:
+    """The ids of the stand-in's clips whose audio differs from standin.json's record (every clip hashed again);
+    [] for a stand-in whose audio is as it was made. A corpus without such a record has nothing to verify."""
+    corpus_dir = Path(corpus_dir)
+    made = _standin_record(corpus_dir)
+    changed = []
+    for clip_id, (_, _, sha256) in (made.get("audio") or {}).items():
+        path = corpus_dir / "wavs" / f"{clip_id}.wav"
+        if not path.is_file() or _clip_entry(path)[2] != sha256:
+            changed.append(clip_id)
+    return changed
+
+
+def _write_json_atomically(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _standin_record(corpus_dir: Path) -> dict:
@@ -307,6 +366,7 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
             "espeak_ng": _espeak_version(exe), "sample_rate": SAMPLE_RATE,
             "seconds": {"total": round(float(seconds.sum()), 2), "mean": round(float(seconds.mean()), 3),
                         "max": round(float(seconds.max()), 3), "min": round(float(seconds.min()), 3)},
+            "audio": {clip_id: _clip_entry(tmp / "wavs" / f"{clip_id}.wav") for clip_id in ids},
         }, indent=2) + "\n")
         try:
             tmp.rename(target)
