@@ -33,6 +33,15 @@ def authors(tmp_path):
                                                               r"must be text, not a list"),
     (GOOD.replace("students:\n", "students: everyone\n").split("  - ")[0],
      r"report/authors.yml:2:11: `students` must list the students, one `- name: ...` entry each, not 'everyone'"),
+    (GOOD.replace("students:\n", "students: []\n").split("  - ")[0],
+     r"^report/authors.yml:2:11: `students` is an empty list: add one `- name: ...` entry per student$"),
+    (GOOD.replace("Rita Teste", "@Rita"), r"report/authors.yml:3:11: not valid YAML \(found character '@' that "
+                                          r"cannot start any token\)\. Fix it there: a value starting with that "
+                                          r"character goes in quotes"),
+    (GOOD + "submission:\n  allow: report/.env\n", r"report/authors.yml:9:10: `submission: allow:` must list "
+                                                     r"file paths"),
+    (GOOD + "submission:\n  allwo: [report/.env]\n", r"report/authors.yml:9:3: `submission` has an unknown key "
+                                                       r"'allwo' \(the keys are allow\)"),
     ("group: 7\nstudents:\n  - Rita Teste\n", r"report/authors.yml:3:5: student 1 must be the keys name, number, "
                                               r"email, contribution"),
     (GOOD + "example: maybe\n", r"report/authors.yml:8:10: `example` must be true or false"),
@@ -63,3 +72,10 @@ def test_every_student_needs_a_contribution(authors):
     group = load_authors(authors)  # the title page reads it
     with pytest.raises(ContributionError, match=r"no contribution written for Rita Teste\. .*10-point penalty"):
         require_contributions(group)  # the statement and `make submission` require it
+
+
+def test_the_submissions_allow_list_is_read(authors):
+    authors.write_text(GOOD + "submission:\n  allow:\n    - report/.env\n    - ./hw2/tokens.py\n")
+    assert load_authors(authors).allow == ("report/.env", "hw2/tokens.py")
+    authors.write_text(GOOD)
+    assert load_authors(authors).allow == ()

@@ -1,6 +1,7 @@
 """`hw2 submission`: the zip holds the PDF and the code only, and refuses what would cost points."""
 import json
 import os
+import subprocess
 import time
 import zipfile
 
@@ -161,3 +162,71 @@ def test_a_malformed_authors_file_is_reported_at_its_line(project):
                                               r"got ':'\)\. Fix it there: .*goes in quotes$"):
         build(project)
     assert not (project / "hw2-group7.zip").exists()
+
+
+def test_every_packed_file_is_named(project, capsys):
+    from hw2.engine.submission import main
+
+    (project / "report" / "notes.md").write_text("mine\n")
+    assert main(str(project)) == 0
+    out = capsys.readouterr().out
+    names = zipfile.ZipFile(project / "hw2-group7.zip").namelist()
+    assert "[hw2]   report/: authors.yml, index.qmd, notes.md\n" in out
+    assert "[hw2]   hw2/: __init__.py, data/__init__.py, data/loader.py, engine/typst/typst-template.typ, train.py\n" \
+        in out
+    for name in names:  # each file of the zip, by its name below its folder
+        rel = name.split("/", 1)[1]
+        assert rel.split("/", 1)[-1] in out, rel
+
+
+SECRETS = ("report/.env", "hw2/credentials.json", "hw2/q3/api_token.txt", "tests/id_rsa", "analysis/server.pem")
+
+
+def test_files_whose_names_look_like_secrets_are_refused_unless_authors_yml_allows_them(project):
+    for name in SECRETS:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("s3cr3t\n")
+    with pytest.raises(SubmissionError) as caught:
+        build(project)
+    message = str(caught.value)
+    assert "\n" not in message and "5 file(s) whose names look like secrets" in message
+    assert all(name in message for name in SECRETS)
+    assert "`submission: allow:` in report/authors.yml lists it" in message
+    assert not (project / "hw2-group7.zip").exists()
+    (project / "report" / "authors.yml").write_text(AUTHORS + "submission:\n  allow: [report/.env]\n")
+    with pytest.raises(SubmissionError, match=r"^4 file\(s\) .*: hw2/credentials.json, hw2/q3/api_token.txt, "):
+        build(project)
+    for name in SECRETS[1:]:
+        (project / name).unlink()
+    inside = {n.split("/", 1)[1] for n in zipfile.ZipFile(build(project)).namelist()}
+    assert "report/.env" in inside
+
+
+def test_in_a_git_repository_untracked_code_is_packed_and_said_so_but_ignored_files_never(project, capsys):
+    from hw2.engine.submission import main
+
+    (project / ".gitignore").write_text("/data/\n/results/\n.venv/\n__pycache__/\nhw2/scratch.py\nreport/.env\n"
+                                        "_output/\n.hw2_cache/\n")
+    (project / "hw2" / "scratch.py").write_text("ignored\n")
+    (project / "report" / ".env").write_text("KEY=s3cr3t\n")  # ignored: neither packed nor refused
+    (project / "hw2" / "new_model.py").write_text("forgot to git add\n")
+    (project / "hw2" / "credentials.json").write_text("{}\n")  # neither tracked nor ignored: refused
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", ".gitignore", "hw2/__init__.py", "hw2/train.py", "report", "analysis", "tests",
+                    "_quarto.yml", "README.md", "Makefile", "pyproject.toml", "GUIDE.md"], cwd=project, check=True)
+    later = time.time() + 60
+    os.utime(project / "_output" / "hw2-report.pdf", (later, later))
+    with pytest.raises(SubmissionError, match=r"^1 file\(s\) .*: hw2/credentials.json\. Move them out of the project, "
+                                              r"or make git ignore them \(\.gitignore\);"):
+        build(project)
+    (project / "hw2" / "credentials.json").unlink()
+    assert main(str(project)) == 0
+    inside = {n.split("/", 1)[1] for n in zipfile.ZipFile(project / "hw2-group7.zip").namelist()}
+    assert {"hw2/new_model.py", "hw2/data/loader.py", "hw2/train.py", ".gitignore"} <= inside
+    assert not {"hw2/scratch.py", "report/.env"} & inside
+    out = capsys.readouterr().out
+    assert "new_model.py (untracked)" in out and "train.py (untracked)" not in out
+    assert "packed file(s) are untracked: git does not version them yet (`git add` them): hw2/data/__init__.py, " \
+           "hw2/data/loader.py" in out
+    assert "left out: hw2/scratch.py (git ignores it)" in out and "left out: report/.env (git ignores it)" in out

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from hw2.engine.store import temporary_path
+
 TYPST_DIR = Path(__file__).resolve().parent / "typst"
 CELL_OPTIONS = {"label", "fig-cap", "tbl-cap", "echo", "output", "include"}
 EXECUTE_OPTIONS = {"echo", "output", "warning"}
@@ -296,8 +298,34 @@ def _cell(start: Line, body: list[Line], root: Path) -> Cell:
             raise RenderError(f"{start.where(root)}: {kind}-cap needs a `label: {kind}-...` in the same cell")
         if label.startswith(f"{kind}-") and f"{kind}-cap" not in options:
             raise RenderError(f"{start.where(root)}: the cell labelled {label} needs a {kind}-cap")
-    code = "\n".join(line.text for line in body[len(option_lines):])
+    code_lines = body[len(option_lines):]
+    code = "\n".join(line.text for line in code_lines)
+    _check_syntax(code, code_lines, start, root)
     return Cell(code, options, start)
+
+
+def _check_syntax(code: str, lines: list[Line], start: Line, root: Path) -> None:
+    """Refuse a cell that is not Python (IPython's `%magic` and `!shell` lines allowed) before any cell runs,
+    naming the line of the file at fault rather than a line counted inside the cell."""
+    import ast
+    import warnings
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        with warnings.catch_warnings():  # a SyntaxWarning (an invalid escape) is the kernel's to show
+            warnings.simplefilter("ignore")
+            compile(TransformerManager().transform_cell(code), "<cell>", "exec", dont_inherit=True,
+                    flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except SyntaxError as exc:
+        def file_line(number: int) -> Line:
+            return lines[number - 1] if 0 < number <= len(lines) else start
+
+        at = file_line(exc.lineno or 0)
+        # Python counts lines from the cell's first; the file's own numbers are what an editor shows
+        msg = re.sub(r"(?<=\(detected at line )(\d+)(?=\))", lambda m: str(file_line(int(m[1])).number), exc.msg)
+        raise RenderError(f"{at.where(root)}: SyntaxError in the code cell at line {start.number}: {msg}"
+                          + (f": {at.text.strip()}" if at is not start else "")) from None
 
 
 def inline_expressions(blocks: list, root: Path | None = None) -> list:
@@ -346,9 +374,11 @@ def __hw2_inline(thunks):
 
 
 def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -> list[tuple[float, str]]:
-    """Run every cell and inline expression in one kernel (cwd = the document's folder); errors name the line."""
+    """Run every cell and inline expression in one kernel (cwd = the document's folder), stopping at the first
+    error, which names its line. Ctrl-C stops the kernel and raises KeyboardInterrupt."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(SETUP_CODE.format(**fig)))
@@ -362,38 +392,72 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
         else:
             continue
         owners.append(item)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+    # The kernel is killed once done or stopped: a graceful shutdown would wait on a cell Ctrl-C cut short.
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(cwd)}}, extra_arguments=["--log-level=ERROR"])
-    client.execute(cwd=str(cwd))
-    for cell, owner in zip(nb.cells, owners):
-        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
-        if error is not None:
-            trace = _strip_ansi("\n".join(error.get("traceback", [])))
-            if owner is None:
-                raise RenderError(f"the renderer's kernel setup failed: {error['ename']}: {error['evalue']}\n{trace}")
-            where = owner.start if isinstance(owner, Cell) else owner[0].line
-            if error["ename"] in EXPECTED_ERRORS:  # the message says what to do; the traceback adds nothing
-                trace = ""
-                if LOCATED_RE.match(error["evalue"]):
-                    raise RenderError(f"{error['evalue']} (raised by the code cell at {where.where(root)})")
-            raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}"
-                              + (f"\n{trace}" if trace else ""))
-        if owner is None:
-            continue
-        if isinstance(owner, Cell):
-            owner.outputs = cell.get("outputs", [])
-            continue
-        stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                         if o.get("output_type") == "stream" and o.get("name") == "stdout")
-        result = json.loads(stdout.strip().splitlines()[-1])
-        if "error" in result:
-            bad = owner[result["error"]]
-            raise RenderError(f"{bad.line.where(root)}: inline expression `{bad.expr}` raised {result['ename']}: "
-                              f"{result['evalue']}\n{result['traceback']}")
-        for inline, value in zip(owner, result["values"]):
-            inline.value = value
-    return sorted(((_seconds(cell), (owner.start if isinstance(owner, Cell) else owner[0].line).where(root))
+    # Cell by cell inside nbclient's kernel context rather than `client.execute()`: that one takes Ctrl-C with a
+    # signal handler of its own that shuts the kernel down under the running cell and fails with a traceback.
+    with client.setup_kernel(cwd=str(cwd)):
+        for index, (cell, owner) in enumerate(zip(nb.cells, owners)):
+            where = _line_of(owner).where(root) if owner is not None else "the renderer's kernel setup"
+            try:
+                client.execute_cell(cell, index)
+            except CellTimeoutError:
+                raise RenderError(f"{where}: the code cell ran longer than the renderer's limit of {timeout} s; "
+                                  f"make it faster") from None
+            except DeadKernelError:
+                raise RenderError(f"{where}: the Python kernel died running this code cell (out of memory, or a "
+                                  f"crash in compiled code); run its code in a Python shell to see why") from None
+            _forward_notes(cell)
+            _take_outputs(cell, owner, root)
+    return sorted(((_seconds(cell), _line_of(owner).where(root))
                    for cell, owner in zip(nb.cells, owners) if owner is not None), reverse=True)
+
+
+def _line_of(owner) -> Line:
+    """Where a cell of the kernel's notebook comes from: a code cell's first line, or an inline expression's."""
+    return owner.start if isinstance(owner, Cell) else owner[0].line
+
+
+def _forward_notes(cell) -> None:
+    """Pass on what hw2's helpers told the user from inside a cell (their `[hw2] ...` lines on stderr: a run left
+    out, a damaged cache entry discarded), which the document leaves out of the PDF."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            for line in output.get("text", "").splitlines():
+                if line.startswith("[hw2] "):
+                    print(line, file=sys.stderr, flush=True)
+
+
+def _take_outputs(cell, owner, root: Path) -> None:
+    """Keep the outputs of an executed cell with what it came from (a Cell, or a group of inline expressions
+    whose values it printed), or raise its error at its line."""
+    error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+    if error is not None:
+        trace = _strip_ansi("\n".join(error.get("traceback", [])))
+        if owner is None:
+            raise RenderError(f"the renderer's kernel setup failed: {error['ename']}: {error['evalue']}\n{trace}")
+        where = _line_of(owner)
+        if error["ename"] in EXPECTED_ERRORS:  # the message says what to do; the traceback adds nothing
+            trace = ""
+            if LOCATED_RE.match(error["evalue"]):
+                raise RenderError(f"{error['evalue']} (raised by the code cell at {where.where(root)})")
+        raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}"
+                          + (f"\n{trace}" if trace else ""))
+    if owner is None:
+        return
+    if isinstance(owner, Cell):
+        owner.outputs = cell.get("outputs", [])
+        return
+    stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                     if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    if "error" in result:
+        bad = owner[result["error"]]
+        raise RenderError(f"{bad.line.where(root)}: inline expression `{bad.expr}` raised {result['ename']}: "
+                          f"{result['evalue']}\n{result['traceback']}")
+    for inline, value in zip(owner, result["values"]):
+        inline.value = value
 
 
 def _seconds(cell) -> float:
@@ -674,11 +738,25 @@ def compile_typst(typ: Path, pdf: Path, root: Path, source: dict[int, Line] | No
                   kept: Path | None = None) -> None:
     import typst
 
-    pdf.parent.mkdir(parents=True, exist_ok=True)
+    def write(tmp: Path) -> None:
+        try:
+            typst.compile(str(typ), output=str(tmp), format="pdf", root=str(root), ignore_system_fonts=True)
+        except Exception as exc:  # typst raises its own error type with the message and location
+            raise typst_error(exc, typ, root, source or {}, kept) from None
+
+    replace_whole(pdf, write)
+
+
+def replace_whole(path: Path, write) -> None:
+    """`write(tmp)` a file, then put it at `path` in one rename: the previous file stays whole until the new one
+    is, whatever stops the writing (an error, Ctrl-C)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
     try:
-        typst.compile(str(typ), output=str(pdf), root=str(root), ignore_system_fonts=True)
-    except Exception as exc:  # typst raises its own error type with the message and location
-        raise typst_error(exc, typ, root, source or {}, kept) from None
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- the whole render ---------------------------------------------------------------------------------------
@@ -842,6 +920,6 @@ def main(root: str = ".", engine: str = "auto") -> int:
             return 1
         top = project.output_dir / pdf.name
         if top != pdf:
-            shutil.copyfile(pdf, top)
+            replace_whole(top, lambda tmp, pdf=pdf: shutil.copyfile(pdf, tmp))
         print(f"[hw2 render] PDF: {_rel(top, root_path)} (also at {_rel(pdf, root_path)}), rendered with {which}")
     return 0

@@ -484,15 +484,38 @@ def git_commit() -> str | None:
 
 
 def _move_aside(path: Path, reason: str) -> Path:
-    """Keep a bad file or folder (nothing is deleted) under `<experiment>/.trash/`, and say so."""
+    """Keep a bad file or folder (nothing is deleted) under `<experiment>/.trash/`, and say so. A file of a run in
+    progress is named after its run (`<run>.checkpoint.pt...`): the runs of a sweep move theirs aside together."""
     path = Path(path)
-    experiment_dir = path.parent.parent if path.parent.name.endswith(".partial") else path.parent
+    in_run = path.parent.name.endswith(".partial")
+    experiment_dir = path.parent.parent if in_run else path.parent
     trash = experiment_dir / ".trash"
     trash.mkdir(parents=True, exist_ok=True)
-    dest = trash / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
-    os.replace(path, dest)
+    base = f"{path.parent.name.removesuffix('.partial')}.{path.name}" if in_run else path.name
+    dest = _reserve(trash, f"{base}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}", path.is_dir())
+    try:
+        os.replace(path, dest)  # over our own empty placeholder, never over anything kept before
+    except BaseException:
+        (os.rmdir if dest.is_dir() else os.unlink)(dest)
+        raise
     print(f"[hw2] {path} was moved to {dest}: {reason}", file=sys.stderr, flush=True)
     return dest
+
+
+def _reserve(folder: Path, name: str, is_dir: bool) -> Path:
+    """A new, empty placeholder in `folder` named `name` (or `name.1`, `name.2`, ... where that is taken),
+    created exclusively, so that two moves in the same second, by one process or several, never share one."""
+    taken = 0
+    while True:
+        dest = folder / (name if taken == 0 else f"{name}.{taken}")
+        try:
+            if is_dir:
+                dest.mkdir()
+            else:
+                os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return dest
+        except FileExistsError:
+            taken += 1
 
 
 # --- the manifest: what a finished run's folder held when it was sealed ------------------------------------------

@@ -1,6 +1,8 @@
 """`report/authors.yml`: the group, its students and who did what (the contribution statement the homework
-requires). A file that cannot be read is a ContributionError at its own line and column, saying what to write
-there, since students edit it by hand and a render or a submission stops on it.
+requires), and the files the submission may pack although their names look like secrets. A file that cannot be
+read is a ContributionError at its own line and column, naming the field and saying what to write there, since
+students edit it by hand and a render or a submission stops on it. Its text reaches the report only escaped
+(`students_table`, and `wording.contribution_paragraph`): a name is shown as written, never read as Markdown or Typst.
 """
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ from pathlib import Path
 
 import yaml
 
+from hw2.engine.errors import UserError
 from hw2.engine.paths import project_root
+from hw2.reporting.markdown import markdown_text
 
 
-class ContributionError(ValueError):
+class ContributionError(UserError, ValueError):
     """The group's contribution statement is missing or incomplete."""
 
 
@@ -29,10 +33,13 @@ class Group:
     number: int
     students: list[Student]
     example: bool
+    source: str  # the file, as messages name it
+    allow: tuple[str, ...] = ()  # `submission: allow:`: files the submission packs though their names look secret
 
 
-AUTHORS_KEYS = ("group", "students", "example")
+AUTHORS_KEYS = ("group", "students", "example", "submission")
 STUDENT_KEYS = ("name", "number", "email", "contribution")
+SUBMISSION_KEYS = ("allow",)
 
 
 def load_authors(path: Path | None = None) -> Group:
@@ -51,6 +58,7 @@ def load_authors(path: Path | None = None) -> Group:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context
         hint = ("indent with spaces: YAML does not allow tabs" if "'\\t'" in problem else
+                "a value starting with that character goes in quotes" if "cannot start any token" in problem else
                 "each student starts with `  - name: ...` under `students:`, their other keys indented as far as "
                 "`name`, and a value holding `: ` or ` #` goes in quotes")
         raise ContributionError(f"{shown}:{mark.line + 1}:{mark.column + 1}: not valid YAML ({problem}). Fix it "
@@ -69,7 +77,10 @@ def load_authors(path: Path | None = None) -> Group:
     if "students" not in top:
         raise ContributionError(f"{shown}: no `students:` list; add one `- name: ...` entry per student")
     students_node = top["students"]
-    if not isinstance(students_node, yaml.SequenceNode) or not students_node.value:
+    if isinstance(students_node, yaml.SequenceNode) and not students_node.value:
+        raise ContributionError(f"{at(students_node)}: `students` is an empty list: add one `- name: ...` entry per "
+                                f"student")
+    if not isinstance(students_node, yaml.SequenceNode):
         raise ContributionError(f"{at(students_node)}: `students` must list the students, one `- name: ...` entry "
                                 f"each, not {_yaml_kind(students_node)}")
     students = []
@@ -104,7 +115,23 @@ def load_authors(path: Path | None = None) -> Group:
     if not isinstance(example, bool):
         raise ContributionError(f"{at(top['example'])}: `example` must be true or false (delete the line once "
                                 f"the group is yours), not {_yaml_kind(top['example'])}")
-    return Group(group, students, example)
+    allow = _allowed(top["submission"], at) if "submission" in top else ()
+    return Group(group, students, example, shown, allow)
+
+
+def _allowed(node, at) -> tuple[str, ...]:
+    """`submission: allow: [paths]`: the files, relative to the project folder, that the submission may pack
+    although their names look like secrets."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ContributionError(f"{at(node)}: `submission` must hold `allow:`, the list of files to pack although "
+                                f"their names look like secrets, not {_yaml_kind(node)}")
+    allow = _yaml_mapping(node, SUBMISSION_KEYS, "`submission`", at).get("allow")
+    if allow is None or (isinstance(allow, yaml.ScalarNode) and _yaml_value(allow) is None):
+        return ()
+    if not isinstance(allow, yaml.SequenceNode) or not all(isinstance(n, yaml.ScalarNode) for n in allow.value):
+        raise ContributionError(f"{at(allow)}: `submission: allow:` must list file paths, one `- path` each "
+                                f"(e.g. `- report/tokens.csv`), not {_yaml_kind(allow)}")
+    return tuple(n.value.strip().removeprefix("./") for n in allow.value)
 
 
 def _shown(path: Path) -> str:
@@ -151,16 +178,17 @@ def require_contributions(group: Group) -> Group:
     empty = [s.name for s in group.students if not s.contribution]
     if empty:
         raise ContributionError(
-            f"report/authors.yml: no contribution written for {', '.join(empty)}. The statement requires one "
+            f"{group.source}: no contribution written for {', '.join(empty)}. The statement requires one "
             f"paragraph saying what each member did (10-point penalty if it is missing): fill in "
             f"`contribution:` for every student")
     return group
 
 
 def students_table(group: Group):
-    """The group's students as a Markdown table (name, number, e-mail)."""
+    """The group's students as a Markdown table (name, number, e-mail), each field shown as written."""
     import pandas as pd
     from IPython.display import Markdown
 
-    students = pd.DataFrame([{"Student": s.name, "Number": s.number, "E-mail": s.email} for s in group.students])
+    students = pd.DataFrame([{"Student": markdown_text(s.name), "Number": markdown_text(s.number),
+                              "E-mail": markdown_text(s.email)} for s in group.students])
     return Markdown(students.to_markdown(index=False, disable_numparse=True) + "\n")

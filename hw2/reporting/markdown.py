@@ -11,12 +11,18 @@ from hw2.engine.store import LoadedRun
 from hw2.reporting.wording import caption_note
 
 FIGURE_DIR = Path("_figures")
-MARKDOWN_SPECIAL = set("\\`*_[]{}<>#$|@~^")
+# Characters Pandoc reads as markup anywhere in a line (`&` starts an entity: `&lt;`); Pandoc then writes each
+# as text in its Typst output (`@fig-x` and `#set` included), so escaping for Markdown suffices for Typst too.
+MARKDOWN_SPECIAL = set("\\`*_[]{}<>#$|@~^&")
+# What makes a line a list item where it starts one: `- `, `+ `, `1. `, `1) `.
+LIST_MARKER_RE = re.compile(r"^(\s*)([-+]|\d+[.)])(?=\s|$)", re.M)
 
 
 def markdown_text(text: str, keep: str = "") -> str:
-    """Plain text escaped for Pandoc Markdown (a table cell included), but for the characters in `keep`."""
-    return "".join("\\" + c if c in MARKDOWN_SPECIAL and c not in keep else c for c in text)
+    """Plain text escaped for Pandoc Markdown (a table cell included), but for the characters in `keep`: shown as
+    written, even where it starts a paragraph."""
+    escaped = "".join("\\" + c if c in MARKDOWN_SPECIAL and c not in keep else c for c in text)
+    return LIST_MARKER_RE.sub(lambda m: m[1] + m[2][:-1] + "\\" + m[2][-1], escaped)
 
 
 def caption(text: str, runs: Iterable[LoadedRun] | str) -> str:

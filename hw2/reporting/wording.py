@@ -9,7 +9,8 @@ is wording that has to be generated because its shape depends on the data and mo
 - the same stamp in a run's row of the provenance appendix;
 - why a run is left out of an average: the configuration fields, the data or the code that differ;
 - a run's departures from Question 3's protocol, field by field;
-- a count with its noun ("2 threads").
+- a count with its noun ("2 threads");
+- the statement's contribution paragraph, one sentence per student from `report/authors.yml`.
 
 A table's headers and cells ("diverged at epoch 2") and a figure's axes and legends are part of the table or
 figure a module returns, and stay where it is built.
@@ -81,3 +82,13 @@ def _value(value) -> str:
     if isinstance(value, str):
         return CORPUS_WORDS.get(value, value)
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def contribution_paragraph(group) -> str:
+    """The statement's paragraph on who did what (`group`: `authors.Group`): one sentence per student, "Name
+    (number) did this." (plain text: the document escapes it, so that every field is shown as written)."""
+    sentences = []
+    for s in group.students:
+        what = s.contribution.rstrip(".")  # the end of a sentence
+        sentences.append(f"{s.name} ({s.number}) {what[:1].lower() + what[1:]}.")
+    return " ".join(sentences)
