@@ -31,13 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
     if args.command in ("runs", "status"):
-        from hw2.engine.errors import UserError
+        from hw2.engine.errors import UserError, os_error_line
+        from hw2.engine.machine import cpu_threads
         from hw2.engine.runner import NOTHING_IN_PROGRESS, Interrupted
 
         try:
+            cpu_threads()  # HW2_THREADS, checked once here rather than in every notebook
             return _runs(args) if args.command == "runs" else _status(args)
         except UserError as exc:  # what the user can fix: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # a folder that is a file, a read-only or full disk: the user's to fix too
+            print(f"hw2: {os_error_line(exc)}", file=sys.stderr)
             return 2
         # Ctrl-C: one line (on a line of its own, as a killed kernel may leave a progress bar unfinished)
         except Interrupted as stop:  # while notebooks ran: what was kept, and how to resume

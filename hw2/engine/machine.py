@@ -33,7 +33,8 @@ def cpu_threads() -> int:
     """
     raw = os.environ.get("HW2_THREADS", "1")
     if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"HW2_THREADS must be a whole number of at least 1, got {raw!r}")
+        raise ConfigError(f"HW2_THREADS (the torch threads of a CPU training run) must be a whole number of at least "
+                          f"1, got {raw!r}: set it to 1, 2, ... or unset it (default 1)")
     return int(raw)
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+from hw2.engine.errors import USER_ERROR_MARK
+from hw2.engine.runner import quiet_kernel_manager
 from hw2.engine.store import temporary_path
 
 TYPST_DIR = Path(__file__).resolve().parent / "typst"
@@ -394,7 +396,8 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
         owners.append(item)
     # The kernel is killed once done or stopped: a graceful shutdown would wait on a cell Ctrl-C cut short.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, shutdown_kernel="immediate",
-                            resources={"metadata": {"path": str(cwd)}}, extra_arguments=["--log-level=ERROR"])
+                            resources={"metadata": {"path": str(cwd)}}, extra_arguments=["--log-level=ERROR"],
+                            kernel_manager_class=quiet_kernel_manager())
     # Cell by cell inside nbclient's kernel context rather than `client.execute()`: that one takes Ctrl-C with a
     # signal handler of its own that shuts the kernel down under the running cell and fails with a traceback.
     with client.setup_kernel(cwd=str(cwd)):
@@ -438,7 +441,7 @@ def _take_outputs(cell, owner, root: Path) -> None:
         if owner is None:
             raise RenderError(f"the renderer's kernel setup failed: {error['ename']}: {error['evalue']}\n{trace}")
         where = _line_of(owner)
-        if error["ename"] in EXPECTED_ERRORS:  # the message says what to do; the traceback adds nothing
+        if error["ename"] in EXPECTED_ERRORS or trace.startswith(USER_ERROR_MARK):  # the message says what to do
             trace = ""
             if LOCATED_RE.match(error["evalue"]):
                 raise RenderError(f"{error['evalue']} (raised by the code cell at {where.where(root)})")

@@ -5,10 +5,14 @@ The experiments are those of `hw2.engine.registry`; each module follows its `Exp
 
 Ctrl-C stops the notebooks being executed (their runs keep the checkpoint of their last finished epoch) and
 the runner, which says what was kept and exits with status 130 (`Interrupted`); the same command resumes.
+
+A failed execution is one line when the user can fix it (a UserError, here or in the notebook's kernel; an OSError
+such as a full disk) and the notebook's traceback otherwise (a bug).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -17,11 +21,13 @@ import signal
 import sys
 import threading
 import time
+import traceback
+import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from hw2.engine import registry, store
-from hw2.engine.errors import ConfigError
+from hw2.engine.errors import OS_ERROR_NAMES, USER_ERROR_MARK, ConfigError, UserError, os_error_line, os_error_text_line
 from hw2.engine.paths import project_root
 from hw2.engine.profiles import resolve_profile
 from hw2.engine.registry import ExperimentModule
@@ -61,6 +67,7 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
     never rewritten."""
     import papermill
 
+    logging.getLogger("papermill").addFilter(_not_unknown_parameter)
     first = specs[0]
     first.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = store.temporary_path(first.path.with_name(first.name + ".run"), suffix=".ipynb")
@@ -73,6 +80,11 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
         )
         for spec in specs:
             problem = store.check_complete(spec.path)
+            changed = _code_changed(spec.module) if problem else []
+            if changed:  # the kernel imported code edited after this process keyed the run: its key differs
+                raise store.RunError(f"the code changed while {spec.name} was starting ({', '.join(changed)}), so "
+                                     f"{notebook} wrote the run of the new code instead; run the same command "
+                                     f"again (it keeps what the notebook made)")
             if problem:
                 raise store.RunError(f"{notebook} finished but {spec.path}: {problem}; the notebook must call "
                                      f"the experiment's run function with the parameters it was given")
@@ -84,6 +96,65 @@ def execute_notebook(notebook: Path, parameters: dict, specs: list[store.RunSpec
             store.add_to_manifest(spec.path, "run.ipynb")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _not_unknown_parameter(record: logging.LogRecord) -> bool:
+    """papermill warns of every parameter that the notebook's parameters cell does not assign by name; ours set
+    them all from the experiment's PARAMETERS (`globals().update`), and `notebook_parameters` refuses any other."""
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
+def _code_changed(module: str) -> list[str]:
+    """The files of `module`'s code identity that differ now from when this process keyed its runs (the code as
+    read then stays cached for the whole command)."""
+    keyed, now = store.code_fingerprints(module), store.code_fingerprints.__wrapped__(module)
+    return sorted(name for name in keyed.keys() | now.keys() if keyed.get(name) != now.get(name))
+
+
+def failure_text(exc: Exception) -> str:
+    """What follows "FAILED: " for a failed execution: one line for what the user can fix, the traceback of a bug.
+
+    A notebook's error arrives as papermill's PapermillExecutionError: its class's bare name (`ename`), its
+    message (`evalue`) and the lines the kernel showed (`traceback`). A UserError shows there as one marked line
+    (`UserError._render_traceback_`), so any subclass is known whatever module defines it; an OSError is known by
+    the name of Python's own class (`ename`), its file and errno read from its message."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        if any(line.startswith(USER_ERROR_MARK) for line in exc.traceback or []):
+            return exc.evalue
+        if exc.ename in OS_ERROR_NAMES:
+            return os_error_text_line(exc.evalue)
+        return str(exc)  # the notebook's traceback
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return os_error_line(exc)
+    return "".join(traceback.format_exception(exc))
+
+
+@functools.cache
+def quiet_kernel_manager() -> type:
+    """jupyter_client's kernel manager without the noise it made on every run (a class made on first use, as
+    importing jupyter_client is slow and `status` never starts a kernel)."""
+    from jupyter_client import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            # On Linux, IPC sockets in the abstract namespace under a name of their own (no port, no file to clean
+            # up), which spares ipykernel's warning that TCP sends code and outputs unencrypted; elsewhere TCP.
+            if sys.platform == "linux":
+                kwargs = {"transport": "ipc", "ip": f"@hw2-kernel-{uuid.uuid4().hex}", **kwargs}
+            super().__init__(**kwargs)
+
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts a kernel before asking it to shut down. A notebook's kernel is idle by then
+            # (after Ctrl-C, the runner signals it itself), and an interrupt that lands while it handles a message
+            # logs "KeyboardInterrupt caught in kernel" after a run that succeeded.
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
 
 
 # After Ctrl-C, how long the notebooks may take to stop by themselves (their kernels interrupted, so the
@@ -114,11 +185,9 @@ class _Stopper:
 
     def kernel_manager_class(self):
         """nbclient's kernel manager, recording each one it makes so that its kernel can be signalled."""
-        from jupyter_client import AsyncKernelManager
-
         kernels = self.kernels
 
-        class RecordedKernelManager(AsyncKernelManager):
+        class RecordedKernelManager(quiet_kernel_manager()):
             def __init__(self, **kwargs):
                 super().__init__(**kwargs)
                 kernels.append(self)
@@ -209,8 +278,8 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
         except Exception as exc:  # one failed execution must not stop the others
             if stopper.requested.is_set():
                 return  # stopped by Ctrl-C: the main thread says what was kept
-            failures.append((names, exc))
-            print(f"[hw2] {question}: {names} FAILED: {exc}", file=sys.stderr, flush=True)
+            failures.append(specs)
+            print(f"[hw2] {question}: {names} FAILED: {failure_text(exc)}", file=sys.stderr, flush=True)
         else:
             print(f"[hw2] {question}: {names} done in {time.time() - start:.0f} s", flush=True)
         del stopper.running[threading.get_ident()]
@@ -226,7 +295,8 @@ def run_question(question: str, profile: str | None = None, jobs: int = 1) -> in
     if stopper.requested.is_set():
         raise Interrupted(stopper.kept())
     if failures:
-        print(f"[hw2] {question}: {len(failures)} run(s) failed: {', '.join(n for n, _ in failures)}",
+        failed = [spec.name for specs in failures for spec in specs]
+        print(f"[hw2] {question}: {len(failed)} run{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}",
               file=sys.stderr)
         return 1
     return 0

@@ -255,6 +255,11 @@ def atomic_write_bytes(path: Path, data: bytes, previous: Path | None = None) ->
         if previous is not None and path.exists():
             os.replace(path, previous)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # write() and fsync() name no file: say which one could not be written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
