@@ -336,3 +336,97 @@ def test_evaluate_consumes_one_draw_like_an_unshuffled_dataloader():
     torch.set_rng_state(state)
     list(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(3)), batch_size=16))
     assert torch.equal(torch.rand(2), after)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as a CPU run trains by default (HW2_THREADS): on a busy 2-core machine two threads
+    make these small steps several times slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_equals_the_skeletons_loop(env, monkeypatch, one_thread):
+    """A run trained by our code (start_training, run_epoch, train_epoch: features cached on the device, the
+    shuffle drawn without a DataLoader, the learning rate set per epoch from lr_schedule) takes the steps of
+    the skeleton's Trainer, written out here from the skeleton's text: seed 42, the model, a
+    DataLoader(shuffle=True), AdamW(lr 1e-3, weight_decay 0.01), a SequentialLR of two LinearLR stepped once
+    per epoch after an unshuffled validation pass, CrossEntropyLoss(label_smoothing=0.1) with no
+    ignore_index, over all 98 positions. The same batch losses, step by step, and the same weights at the end.
+
+    Seven epochs, so that both LinearLRs act (warm-up int(0.15 * 7) = 1 epoch, decay int(0.85 * 7) = 5), of
+    four steps each (30 training clips in batches of 8, the last one short). One decoder: the step code is the
+    same for both (the decoders themselves are test_q3_model.py's business)."""
+    import random
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hw2.q3 import ljspeech, text
+    from hw2.q3.asr import build_asr_model
+    from hw2.q3.audio import log_mel
+
+    cfg = _tiny(decoder="transformer", epochs=7)
+    real, ours = q3_asr.train_epoch, []
+
+    def recording(*args, **kwargs):  # only records what train_epoch returns: the batch losses of an epoch
+        losses = real(*args, **kwargs)
+        ours.append(losses)
+        return losses
+
+    monkeypatch.setattr(q3_asr, "train_epoch", recording)
+    run = _execute(cfg, "skeleton-loop")
+    trained = torch.load(run.file("model.pt"), map_location="cpu")
+
+    # The skeleton's side, on the same clips: features computed clip by clip, its own DataLoaders and loop.
+    corpus = q3_experiment.corpus_dir("smoke")
+    clips = ljspeech.load_split(corpus, "train")
+    n_validation = len(ljspeech.load_split(corpus, "validation"))
+    features = torch.stack([log_mel(torch.from_numpy(w), n_frames=cfg.audio_frames) for w, _ in clips])
+    tokens = text.encode_batch([t for _, t in clips])
+    torch.manual_seed(42)
+    np.random.seed(42)
+    random.seed(42)
+    model = build_asr_model("transformer", 2, fused=cfg.fused_attention)
+    train_loader = DataLoader(TensorDataset(features, tokens), batch_size=cfg.batch_size, shuffle=True)
+    validation_loader = DataLoader(TensorDataset(torch.arange(n_validation)), batch_size=16, shuffle=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    warm, decay = int(0.15 * cfg.epochs), int(0.85 * cfg.epochs)
+    assert (warm, decay) == (1, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "epoch parameter" warning at the milestone, as in the skeleton
+        scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [
+            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1e-2, end_factor=1.0, total_iters=warm),
+            torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=1e-2, total_iters=decay)],
+            milestones=[warm])
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        reference, rates = [], []
+        for _ in range(cfg.epochs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            losses = []
+            for audio, txt in train_loader:
+                loss = criterion(model(audio, txt[:, :-1]), txt[:, 1:])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            reference.append(losses)
+            for _ in validation_loader:  # the validation pass: its iterator's draw from the global RNG
+                pass
+            scheduler.step()
+
+    assert run.history["lr"].tolist() == pytest.approx(rates, rel=1e-12)  # the rates recorded ...
+    assert [len(e) for e in ours] == [len(e) for e in reference] == [4] * cfg.epochs
+    # ... and those applied. Both sides run the same float32 operations on the same inputs; only the rates
+    # differ, in the last bits of a float64 (lr_schedule computes each from lr, LinearLR multiplies the
+    # previous one), which float32 steps absorb: measured, the losses and weights are bit for bit the same.
+    # The tolerances leave room for a rounding flip, and are far below what each protocol value moves:
+    # without label smoothing the first loss differs by 1.6e-2, without weight decay every weight shrinks
+    # by 1.2e-4 of itself less (lr * 0.01 per step, the rates summed over 28 steps), another schedule
+    # changes the steps by up to 1e-3.
+    expected = model.state_dict()
+    assert set(trained) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(trained[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    np.testing.assert_allclose(np.array(ours), np.array(reference), rtol=0, atol=1e-6)
