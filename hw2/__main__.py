@@ -1,4 +1,5 @@
-"""Command line: `python -m hw2 runs q2`, `python -m hw2 status`, `python -m hw2 render`, `python -m hw2 submission`."""
+"""Command line: `python -m hw2 runs q2`, `python -m hw2 status`, `python -m hw2 data verify`, `python -m hw2 render`,
+`python -m hw2 submission`."""
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     submission.add_argument("--root", default=".", help="the project folder")
     status = sub.add_parser("status", help="which runs of a profile are current, stale (and why) or missing")
     status.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
+    data = sub.add_parser("data", help="data verify: check each question's data against its recorded digests")
+    data.add_argument("action", choices=["verify"])
+    data.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
-    if args.command in ("runs", "status"):
+    if args.command in ("runs", "status", "data"):
         from hw2.engine.errors import UserError, os_error_line
         from hw2.engine.machine import cpu_threads
         from hw2.engine.runner import NOTHING_IN_PROGRESS, Interrupted
 
         try:
             cpu_threads()  # HW2_THREADS, checked once here rather than in every notebook
-            return _runs(args) if args.command == "runs" else _status(args)
+            return {"runs": _runs, "status": _status, "data": _verify}[args.command](args)
         except UserError as exc:  # what the user can fix: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
@@ -68,6 +72,25 @@ def _runs(args) -> int:
 
     questions = registry.questions() if args.question == "all" else [args.question]
     return max(run_question(q, args.profile, args.jobs) for q in questions)
+
+
+def _verify(args) -> int:
+    """`data verify`: each question's data checked in full (every file hashed again); status 1 if any differs."""
+    from hw2.engine.profiles import resolve_profile
+    from hw2.engine.runner import experiment_module
+
+    profile, differs = resolve_profile(args.profile), False
+    for question in registry.questions():
+        module = experiment_module(question)
+        source = module.data_source(profile)
+        if source is None:
+            print(f"{question}: no data yet for profile {profile} (`PROFILE={profile} make runs-{question}` makes it)")
+            continue
+        changed = module.verify_data(profile)
+        differs = differs or bool(changed)
+        print(f"{question}: {source}: " + (f"{len(changed)} file(s) differ from the record: {', '.join(changed[:10])}"
+                                           + (" ..." if len(changed) > 10 else "") if changed else "verified"))
+    return 1 if differs else 0
 
 
 def _status(args) -> int:

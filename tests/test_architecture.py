@@ -89,7 +89,7 @@ def test_every_experiment_follows_the_contract(experiment):
     assert (PACKAGE.parent / experiment.notebook).is_file()
     assert isinstance(module.PARAMETERS, dict) and "profile" in module.PARAMETERS
     assert module.CHECKPOINT_UNIT in ("epoch", "step")
-    for name in ("plan", "data_source", "prepare_data", "configs", "specs", "run"):
+    for name in ("plan", "data_source", "prepare_data", "verify_data", "configs", "specs", "run"):
         contract = inspect.signature(getattr(registry.ExperimentModule, name))
         assert callable(getattr(module, name, None)), f"{experiment.module} has no {name}()"
         if name != "run":

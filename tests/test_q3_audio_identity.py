@@ -50,3 +50,20 @@ def test_a_swapped_clip_makes_custom_data_named_by_its_audio(corpus, copy):
     assert lj.verify_audio(copy) == [ids[0]]
     (copy / "wavs" / f"{ids[0]}.wav").unlink()
     assert lj.data_source(copy).startswith("custom-") and lj.data_source(copy) != swapped
+
+
+@pytest.mark.slow
+def test_data_verify_hashes_every_clip_and_names_those_that_differ(smoke_runs, tmp_path, monkeypatch, capsys):
+    from hw2.__main__ import main
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke_runs.data, data, symlinks=True)
+    monkeypatch.setenv("HW2_DATA_DIR", str(data))
+    assert main(["data", "verify", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "q1: synthetic: verified" in out and "q3: standin-" in out and out.count("verified") == 3
+    (corpus,) = data.glob("ljspeech-short-standin-*")
+    ids = [c.id for c in lj.read_metadata(corpus)]
+    shutil.copyfile(corpus / "wavs" / f"{ids[1]}.wav", corpus / "wavs" / f"{ids[0]}.wav")
+    assert main(["data", "verify", "--profile", "smoke"]) == 1
+    assert "q3: custom-" in (out := capsys.readouterr().out) and f"1 file(s) differ from the record: {ids[0]}" in out

@@ -66,7 +66,8 @@ class ExperimentModule(Protocol):
     The runner asks for the profile's `plan`, makes or finds the data (`prepare_data`), computes each execution's
     run keys (`specs`) to see which runs are missing, and executes the notebook with the plan's parameters; the
     notebook checks them (`PARAMETERS`) and calls `run`. `status` asks `data_source`, `plan` and `specs`, and
-    never makes data. After Ctrl-C the runner says which `CHECKPOINT_UNIT` each interrupted run keeps.
+    never makes data; `data verify` asks `verify_data`. After Ctrl-C the runner says which `CHECKPOINT_UNIT`
+    each interrupted run keeps.
     """
 
     PARAMETERS: dict[str, Any]  # the notebook's parameters and their defaults: the one list of them
@@ -80,6 +81,10 @@ class ExperimentModule(Protocol):
 
     def prepare_data(self, profile: str) -> str:
         """Find, download or make the profile's data; return its data source (part of every run key)."""
+
+    def verify_data(self, profile: str) -> list[str]:
+        """The files of the profile's data (present) that differ from what its identity recorded, every file hashed
+        again; [] when all match (`python -m hw2 data verify`)."""
 
     def configs(self, params: dict, profile: str) -> list:
         """The validated configuration of each run an execution with `params` writes (ConfigError if invalid)."""

@@ -34,6 +34,12 @@ def data_source(profile: str) -> str | None:
     return octmnist.data_source(path) if path.is_file() else None
 
 
+def verify_data(profile: str) -> list[str]:
+    """OCTMNIST's name is already its full content (`data_source` hashes the whole file and its arrays): a
+    changed stand-in is named custom data, so there is no record to differ from."""
+    return []
+
+
 def prepare_data(profile: str) -> str:
     return octmnist.data_source(octmnist.prepare(data_dir()))
 

@@ -36,6 +36,14 @@ def data_source(profile: str) -> str | None:
     return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
 
 
+def verify_data(profile: str) -> list[str]:
+    """The stand-in's clips whose audio differs from the digests recorded when it was made (LJ Speech 1.1 itself
+    is named by its metadata, with no per-clip record)."""
+    cfg = config.for_profile(resolve_profile(profile))
+    real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
+    return [] if real else ljspeech.verify_audio(ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus))
+
+
 def prepare_data(profile: str) -> str:
     return ljspeech.data_source(corpus_dir(profile))
 
