@@ -47,6 +47,7 @@ lint: setup
 $(RUN_TARGETS): runs-%: setup
 	$(PY) -m hw2 runs $* --jobs $(JOBS)
 runs: $(RUN_TARGETS)
+	@test -n "$(QUESTIONS)" || { echo "hw2: $(PYTHON) could not read the questions from hw2/engine/registry.py" >&2; exit 1; }
 
 # Which runs of the profile are current, stale (and which files' code changed) or missing.
 status: setup
