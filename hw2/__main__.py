@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             cpu_threads()  # HW2_THREADS, checked once here rather than in every notebook
+            _check_data_folder()
             return {"runs": _runs, "status": _status, "data": _verify}[args.command](args)
         except UserError as exc:  # what the user can fix: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
@@ -65,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
         return submission_main(args.root)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _check_data_folder() -> None:
+    """A data folder that is a file, said once here (as the OSError it is), rather than by each question as
+    "no data yet" (`status`) or as the file system's "File exists" (making a stand-in)."""
+    import errno
+    import os
+
+    from hw2.engine.paths import data_dir
+
+    folder = data_dir()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
 
 
 def _runs(args) -> int:

@@ -316,3 +316,33 @@ def test_code_edited_while_a_run_starts_is_said_so(toy, monkeypatch):
     assert str(error.value) == (f"the code changed while {spec.name} was starting ({package}/experiment.py), "
                                 f"so {notebook} wrote the run of the new code instead; run the same command again (it "
                                 f"keeps what the notebook made)")
+
+
+def test_status_reports_a_questions_unreadable_data_and_goes_on_with_the_others(tmp_path, monkeypatch, capsys):
+    from hw2.__main__ import main
+    from hw2.q3 import ljspeech
+
+    data = tmp_path / "data"
+    corpus = ljspeech.standin_folder(data, 40, 0, "short")  # the smoke profile's corpus, with a bad byte
+    corpus.mkdir(parents=True)
+    (corpus / "metadata.csv").write_bytes(b"SI001-0001|caf\xff|cafe\n")
+    monkeypatch.setenv("HW2_DATA_DIR", str(data))
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path / "results"))
+    assert main(["status", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("q1 (profile smoke, data synthetic)")  # the other questions are still reported
+    assert "q2 (profile smoke): no data yet" in out
+    (q3_line,) = [line for line in out.splitlines() if line.startswith("q3")]
+    assert "is not UTF-8" in q3_line
+
+
+@pytest.mark.parametrize("command", [["status"], ["data", "verify"], ["runs", "q3"]])
+def test_a_data_folder_that_is_a_file_is_said_once_by_every_command(command, tmp_path, monkeypatch, capsys):
+    from hw2.__main__ import main
+
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("HW2_DATA_DIR", str(tmp_path / "afile"))
+    monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path / "results"))
+    assert main([*command, "--profile", "smoke"]) == 2
+    assert capsys.readouterr().err == (f"hw2: HW2_DATA_DIR={tmp_path / 'afile'} is a file, not a folder: set "
+                                       f"HW2_DATA_DIR to a folder, then run the same command again\n")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw2.engine import registry, store
+from hw2.engine.errors import UserError, os_error_line
 from hw2.engine.runner import experiment_module
 
 
@@ -64,8 +65,13 @@ def report(profile: str) -> tuple[str, bool]:
     """The status text of every question, and whether every planned run is current."""
     lines, all_current, any_stale = [], True, False
     for question in registry.questions():
-        source, planned = question_status(question, profile)
         target = f"PROFILE={profile} make runs-{question}"
+        try:
+            source, planned = question_status(question, profile)
+        except (UserError, OSError) as exc:  # this question's data cannot be read: say so, and go on with the others
+            lines.append(f"{question} (profile {profile}): {os_error_line(exc) if isinstance(exc, OSError) else exc}")
+            all_current = False
+            continue
         if source is None:
             lines.append(f"{question} (profile {profile}): no data yet, so no run; `{target}` makes the data and "
                          f"the runs")

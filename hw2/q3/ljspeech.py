@@ -119,15 +119,18 @@ def load_waveform(corpus_dir: str | Path, clip_id: str) -> np.ndarray:
     """The clip's samples as float32 in [-1, 1] (N,), as torchaudio loads 16-bit PCM."""
     path = Path(corpus_dir) / "wavs" / f"{clip_id}.wav"
     if not path.is_file():
-        raise CorpusError(f"{path} not found: metadata.csv lists {clip_id!r} but its wav file is missing")
+        raise CorpusError(f"{path} not found: metadata.csv lists {clip_id!r} but its wav file is missing; restore "
+                          f"it (for a stand-in: delete {Path(corpus_dir)} to speak the corpus again)")
     try:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except sf.LibsndfileError as err:
         raise CorpusError(f"{path} cannot be read as audio ({err}); replace the file") from err
     if rate != SAMPLE_RATE:
-        raise CorpusError(f"{path} is sampled at {rate} Hz; LJ Speech clips are {SAMPLE_RATE} Hz (no resampling)")
+        raise CorpusError(f"{path} is sampled at {rate} Hz; LJ Speech clips are {SAMPLE_RATE} Hz (hw2 does not "
+                          f"resample): resample the file to {SAMPLE_RATE} Hz or replace it")
     if samples.shape[1] != 1:
-        raise CorpusError(f"{path} has {samples.shape[1]} channels; LJ Speech clips are mono")
+        raise CorpusError(f"{path} has {samples.shape[1]} channels; LJ Speech clips are mono: mix it down to one "
+                          f"channel or replace it")
     return np.ascontiguousarray(samples[:, 0])
 
 
