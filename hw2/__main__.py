@@ -111,9 +111,11 @@ def _status(args) -> int:
     from hw2.engine.profiles import resolve_profile
     from hw2.engine.status import report
 
-    text, _ = report(resolve_profile(args.profile))
+    text, _, problems = report(resolve_profile(args.profile))
     print(text)
-    return 0
+    for problem in problems:
+        print(f"hw2: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 if __name__ == "__main__":

@@ -328,12 +328,11 @@ def test_status_reports_a_questions_unreadable_data_and_goes_on_with_the_others(
     (corpus / "metadata.csv").write_bytes(b"SI001-0001|caf\xff|cafe\n")
     monkeypatch.setenv("HW2_DATA_DIR", str(data))
     monkeypatch.setenv("HW2_RESULTS_DIR", str(tmp_path / "results"))
-    assert main(["status", "--profile", "smoke"]) == 0
-    out = capsys.readouterr().out
+    assert main(["status", "--profile", "smoke"]) == 2
+    out, err = capsys.readouterr()
     assert out.startswith("q1 (profile smoke, data synthetic)")  # the other questions are still reported
-    assert "q2 (profile smoke): no data yet" in out
-    (q3_line,) = [line for line in out.splitlines() if line.startswith("q3")]
-    assert "is not UTF-8" in q3_line
+    assert "q2 (profile smoke): no data yet" in out and "q3" not in out
+    assert err.startswith("hw2: q3: ") and "is not UTF-8" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("command", [["status"], ["data", "verify"], ["runs", "q3"]])

@@ -61,15 +61,16 @@ def _resumable(todo: list[store.RunSpec], unit: str) -> str:
     return f"{unit} {epoch}" if epoch else ""
 
 
-def report(profile: str) -> tuple[str, bool]:
-    """The status text of every question, and whether every planned run is current."""
-    lines, all_current, any_stale = [], True, False
+def report(profile: str) -> tuple[str, bool, list[str]]:
+    """The status text of every question, whether every planned run is current, and one line for each question
+    whose data cannot be read (the others are still reported)."""
+    lines, all_current, any_stale, problems = [], True, False, []
     for question in registry.questions():
         target = f"PROFILE={profile} make runs-{question}"
         try:
             source, planned = question_status(question, profile)
         except (UserError, OSError) as exc:  # this question's data cannot be read: say so, and go on with the others
-            lines.append(f"{question} (profile {profile}): {os_error_line(exc) if isinstance(exc, OSError) else exc}")
+            problems.append(f"{question}: {os_error_line(exc) if isinstance(exc, OSError) else exc}")
             all_current = False
             continue
         if source is None:
@@ -102,4 +103,4 @@ def report(profile: str) -> tuple[str, bool]:
     if any_stale:
         lines.append(f"Stale runs are trained again by `make report`; {store.STALE_VARIABLE}=use renders with them "
                      f"instead, stamped \"made with earlier code\".")
-    return "\n".join(lines), all_current
+    return "\n".join(lines), all_current, problems
