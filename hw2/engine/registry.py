@@ -38,26 +38,24 @@ def questions() -> list[str]:
     return [e.question for e in EXPERIMENTS]
 
 
-def by_question(question: str) -> Experiment:
+def _entry(field: str, value: str) -> Experiment:
     for entry in EXPERIMENTS:
-        if entry.question == question:
+        if getattr(entry, field) == value:
             return entry
-    raise KeyError(question)
+    raise KeyError(value)
+
+
+def by_question(question: str) -> Experiment:
+    return _entry("question", question)
 
 
 def by_name(name: str) -> Experiment:
-    for entry in EXPERIMENTS:
-        if entry.name == name:
-            return entry
-    raise KeyError(name)
+    return _entry("name", name)
 
 
 def by_module(module: str) -> Experiment:
     """The entry of an experiment module (each module finds its own name, notebook and make target here)."""
-    for entry in EXPERIMENTS:
-        if entry.module == module:
-            return entry
-    raise KeyError(module)
+    return _entry("module", module)
 
 
 class ExperimentModule(Protocol):

@@ -29,19 +29,23 @@ def corpus_dir(profile: str) -> Path:
     return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
 
 
-def data_source(profile: str) -> str | None:
+def _present_corpus(profile: str) -> tuple[Path, bool]:
+    """Where the profile's corpus is, or would be made, without making it; and whether it is LJ Speech itself."""
     cfg = config.for_profile(resolve_profile(profile))
     real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
-    folder = real or ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus)
+    return real or ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus), real is not None
+
+
+def data_source(profile: str) -> str | None:
+    folder, _ = _present_corpus(profile)
     return ljspeech.data_source(folder) if (folder / "metadata.csv").is_file() else None
 
 
 def verify_data(profile: str) -> list[str]:
     """The stand-in's clips whose audio differs from the digests recorded when it was made (LJ Speech 1.1 itself
     is named by its metadata, with no per-clip record)."""
-    cfg = config.for_profile(resolve_profile(profile))
-    real = ljspeech.real_folder(data_dir()) if cfg.corpus == "ljspeech" else None
-    return [] if real else ljspeech.verify_audio(ljspeech.standin_folder(data_dir(), cfg.n_clips, 0, cfg.corpus))
+    folder, real = _present_corpus(profile)
+    return [] if real else ljspeech.verify_audio(folder)
 
 
 def prepare_data(profile: str) -> str:
