@@ -30,6 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import peak as bench_peak  # noqa: E402  (bench/peak.py, beside this script)
+
 from hw2.engine import store  # noqa: E402
 from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402
 from hw2.engine.profiles import resolve_profile  # noqa: E402
@@ -64,14 +66,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_steps(model, batches, device: str) -> float:
+def train_steps(model, batches, device: str, bf16: bool = False) -> float:
     """Seconds for one teacher-forced AdamW step per batch; `batches` yields (audio, tokens)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     sync(device)
     start = time.perf_counter()
     for audio, tokens in batches:
         audio, tokens = audio.to(device), tokens.to(device)
-        loss = F.cross_entropy(model(audio, tokens[:, :-1]), tokens[:, 1:], label_smoothing=0.1)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(audio, tokens[:, :-1])
+        loss = F.cross_entropy(logits.float(), tokens[:, 1:], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -79,9 +83,26 @@ def train_steps(model, batches, device: str) -> float:
     return time.perf_counter() - start
 
 
+def step_flops(decoder: str, n_encoder_layers: int, batch: int, frames: int) -> float:
+    """Floating-point operations of one training step (forward and backward), counted on the explicit-attention
+    model (the fused kernel computes the same products but is not counted by torch), plus the LSTM's, which
+    torch does not count either: per token and layer 2 * 4H * (I + H) forward, twice that backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_asr_model(decoder, n_encoder_layers, fused=False)
+    tokens = torch.zeros(batch, text.MAX_LEN, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(torch.zeros(batch, 80, frames), tokens[:, :-1]), tokens[:, 1:]).backward()
+    lstm = sum(3 * 2 * 4 * m.hidden_size * ((m.input_size if layer == 0 else m.hidden_size) + m.hidden_size)
+               * batch * (text.MAX_LEN - 1)
+               for m in model.modules() if isinstance(m, torch.nn.LSTM) for layer in range(m.num_layers))
+    return counter.get_total_flops() + lstm
+
+
 def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int, n_decode: int,
-                  device: str) -> tuple[bool, float]:
-    cfg = config.for_profile(profile, decoder=decoder, audio_frames=frames)
+                  device: str, peak: dict[str, float]) -> tuple[bool, float]:
+    cfg = config.for_profile(profile, device, decoder=decoder, audio_frames=frames)
+    fp32 = config.for_profile(profile, device, decoder=decoder, audio_frames=frames, bf16=False)
     corpus = corpus_dir(profile)
     bs, eval_bs = cfg.batch_size, cfg.eval_batch_size
     train_clips = ljspeech.load_split(corpus, "train")[: n_train_batches * bs]
@@ -99,9 +120,17 @@ def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int,
     train_data = SplitData(train_clips, frames, device, feature_cache_bytes(device))
     sync(device)
     t_cache = time.perf_counter() - start
-    t_ours = train_steps(ours, ((train_data.audio(slice(i, i + bs)), train_data.tokens[i:i + bs])
-                                for i in range(0, train_data.n, bs)), device)
+    def cached_batches():
+        return ((train_data.audio(slice(i, i + bs)), train_data.tokens[i:i + bs]) for i in range(0, train_data.n, bs))
+
+    if cfg.bf16:  # our fp32 step too, on the same batches from the same weights, to show what bf16 brings
+        ours32 = build_asr_model(decoder, cfg.n_encoder_layers, fused=fp32.fused_attention).to(device)
+        ours32.load_state_dict(initial)
+        t_ours32 = train_steps(ours32, cached_batches(), device)
+    t_ours = train_steps(ours, cached_batches(), device, cfg.bf16)
     n_train = len(train_clips)
+    n_steps = math.ceil(n_train / bs)
+    flops = step_flops(decoder, cfg.n_encoder_layers, bs, frames)
 
     # Decoding, with the weights of the finished run if there is one.
     run_path = specs({"decoder": decoder}, profile, ljspeech.data_source(corpus))[0].path
@@ -140,9 +169,17 @@ def bench_decoder(decoder: str, profile: str, frames: int, n_train_batches: int,
     same_loop = torch.equal(torch.cat(loop_base), torch.cat(loop_ours))
 
     print(f"\n{decoder} decoder, {frames} frames, {device}, weights: {'trained run' if trained else 'initial'}")
-    print(f"  training  ({n_train} clips in batches of {bs}):  baseline {n_train / t_base:7.2f} clips/s   "
-          f"ours {n_train / t_ours:7.2f} clips/s   ratio {t_base / t_ours:5.2f}x   "
-          f"(our one-off feature cache: {t_cache:.2f} s)")
+    print(f"  training  ({n_train} clips in batches of {bs}, {flops / 1e9:.1f} GFLOP a step; our one-off feature "
+          f"cache: {t_cache:.2f} s)")
+    ways = [("baseline (fp32, explicit attention)", t_base, "fp32")]
+    if cfg.bf16:
+        ways.append((f"ours fp32 ({'fused' if fp32.fused_attention else 'explicit'} attention)", t_ours32, "fp32"))
+    ways.append((f"ours {'bf16 autocast' if cfg.bf16 else 'fp32'} ({'fused' if cfg.fused_attention else 'explicit'} "
+                 "attention)", t_ours, "bf16" if cfg.bf16 else "fp32"))
+    for name, seconds, dtype in ways:
+        print(f"    {name:<42} {n_train / seconds:7.2f} clips/s  {seconds / n_steps:6.3f} s/step  "
+              f"{t_base / seconds:5.2f}x the baseline  "
+              f"{bench_peak.efficiency(flops * n_steps / seconds / 1e9, peak, dtype if dtype in peak else 'fp32')}")
     print(f"  decoding  ({len(test_clips)} clips, 98 greedy steps):  baseline {len(test_clips) / d_base:7.2f} clips/s   "
           f"ours {len(test_clips) / d_ours:7.2f} clips/s   ratio {d_base / d_ours:5.2f}x   "
           f"identical tokens: {same}")
@@ -180,10 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     with torch_threads(cpu_threads() if device == "cpu" else None):
         print(f"[hw2] bench q3: profile={profile} data={ljspeech.data_source(corpus_dir(profile))} "
               f"device={device} torch threads={torch.get_num_threads()}")
+        peak = bench_peak.peaks(device)
+        print(f"[hw2] {bench_peak.describe(peak)}" if device == "cpu" else
+              f"[hw2] {torch.cuda.get_device_name(0)}: " + ", ".join(f"{v:.0f} GFLOP/s in {k}" for k, v in peak.items()))
         projected = {}
         for decoder in args.decoder:
             same, projected[decoder] = bench_decoder(decoder, profile, frames, args.train_batches,
-                                                     args.decode_clips, device)
+                                                     args.decode_clips, device, peak)
             ok &= same
         threads = torch.get_num_threads()
     if len(projected) > 1:

@@ -23,6 +23,53 @@ def resolve_device(name: str | None = "auto") -> str:
     return name
 
 
+# bf16 in hardware: Intel's AMX and AVX512-BF16 (AMD's Zen 4 too), Arm's BF16 extension. Elsewhere torch
+# emulates bf16 arithmetic, which is slower than fp32.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (x86 `flags`, Arm `Features`); empty elsewhere."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_bf16_flags() -> list[str]:
+    """The flags of this CPU that compute bf16 in hardware (empty: none, bf16 would be emulated)."""
+    flags = cpu_flags()
+    return [flag for flag in NATIVE_BF16_FLAGS if flag in flags]
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bf16 in hardware: a CUDA GPU that supports it without emulation, or a CPU
+    with one of NATIVE_BF16_FLAGS."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return bool(native_bf16_flags())
+
+
 def cpu_threads() -> int:
     """Torch threads for a CPU training run: $HW2_THREADS, default 1.
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hw2.engine.errors import UserError
+from hw2.engine.machine import cpu_model, native_bf16_flags
 from hw2.engine.paths import results_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -468,6 +469,8 @@ def environment() -> dict:
         "numpy": numpy.__version__,
         "platform": platform.platform(terse=True),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),
+        "cpu_native_bf16": native_bf16_flags(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "git_commit": git_commit(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hw2.engine import registry, store
 from hw2.engine.errors import ConfigError
-from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
+from hw2.engine.machine import cpu_threads, native_bf16, native_bf16_flags, resolve_device, torch_threads
 from hw2.engine.paths import data_dir
 from hw2.engine.profiles import banner, resolve_profile
 from hw2.q3 import config, ljspeech
@@ -58,7 +58,18 @@ def configs(params: dict, profile: str) -> list[ASRConfig]:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {sorted(unknown)}: the Q3 notebook takes {sorted(PARAMETERS)}")
     overrides = {k: v for k, v in params.items() if k in CONFIG_PARAMETERS and v is not None}
-    return [config.for_profile(resolve_profile(profile), **overrides).validate()]
+    return [config.for_profile(resolve_profile(profile), params.get("device"), **overrides).validate()]
+
+
+def precision_text(cfg: ASRConfig, device: str) -> str:
+    """'fp32', or 'bf16 autocast (native: avx512_bf16)'; says so where the device would emulate bf16."""
+    if not cfg.bf16:
+        return "fp32"
+    if device == "cuda":
+        return "bf16 autocast" + ("" if native_bf16(device) else " (emulated on this GPU: slower than fp32)")
+    flags = native_bf16_flags()
+    return "bf16 autocast " + (f"(native: {', '.join(flags)})" if flags else
+                               "(this CPU has no bf16 instructions: emulated, slower than fp32; HW2_PRECISION=fp32 avoids it)")
 
 
 def slug(cfg: ASRConfig) -> str:
@@ -86,8 +97,8 @@ def run(decoder: str = "rnn", epochs: int | None = None, profile: str | None = N
     corpus = corpus_dir(profile)
     source = ljspeech.data_source(corpus)
     print(banner(ENTRY.name, profile, source, device)
-          + f" decoder={cfg.decoder}; deviations from the protocol: {deviations_text(protocol_deviations(cfg))}",
-          flush=True)
+          + f" decoder={cfg.decoder} precision={precision_text(cfg, device)}; deviations from the protocol: "
+          + deviations_text(protocol_deviations(cfg)), flush=True)
     (spec,) = specs(params, profile, source)
     with torch_threads(cpu_threads() if device == "cpu" else None):
         return store.execute(spec, lambda run: train(run, cfg, corpus, device, progress), device)

@@ -15,8 +15,8 @@ What makes it fast does not change what is computed: the log-mel features are co
 device once and kept there when they fit, the training loop never waits for the host, evaluation runs
 several of the skeleton's 16-clip batches at once (the aggregation still sees batches of 16), and greedy
 decoding carries the LSTM state or a key/value cache. Options that may change results are explicit:
-`audio_frames` (crop the 2,754 padded frames; `full` keeps them all), `bf16` (autocast on CUDA only, off
-by default) and `fused_attention` (the same attention through `scaled_dot_product_attention`; equal to
+`audio_frames` (crop the 2,754 padded frames; `full` keeps them all), `bf16` (autocast on the CPU or the GPU,
+off in `full`) and `fused_attention` (the same attention through `scaled_dot_product_attention`; equal to
 float rounding, tested).
 
 Clips longer than `audio_frames` are cropped and transcripts longer than 97 characters truncated, as in the
@@ -149,7 +149,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _autocast(cfg: ASRConfig, device: str):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device == "cuda")
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: ASRConfig, reduction: str = "mean") -> torch.Tensor:
@@ -379,7 +379,7 @@ def training_summary(run: store.Run, training: Training, cfg: ASRConfig, device:
             "n_params": get_number_trainable_params(training.model),
             "epochs": cfg.epochs, "epochs_run": len(run.history), "diverged_epoch": training.diverged_epoch,
             "device": device, "torch_threads": torch.get_num_threads(),
-            "precision": "bf16" if cfg.bf16 and device == "cuda" else "fp32",
+            "precision": "bf16" if cfg.bf16 else "fp32",
             "fused_attention": cfg.fused_attention, "audio_frames": cfg.audio_frames,
             "n_train": data["train"].n, "n_validation": data["validation"].n, "n_test": data["test"].n,
             "corpus": cfg.corpus, "protocol_deviations": protocol_deviations(cfg),
