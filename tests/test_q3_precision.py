@@ -95,3 +95,9 @@ def test_bf16_on_the_cpu_uses_the_explicit_attention_and_fp32_keeps_the_fused_on
     assert config.for_profile("quick", fused_attention=True).fused_attention  # still one setting away
     cpu_with()
     assert config.for_profile("quick").fused_attention and config.for_profile("full").fused_attention
+
+
+def test_the_report_names_the_precision_beside_the_other_deviations():
+    from hw2.reporting import wording
+
+    assert wording.deviations({"bf16": {"value": True, "protocol": False}}) == "precision bf16 autocast (protocol: fp32)"

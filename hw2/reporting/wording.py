@@ -26,7 +26,7 @@ from hw2.reporting.runs import PROVENANCE_LABEL, LeftOut, run_refs, source_kind
 DEVIATION_WORDS = {"corpus": "corpus", "n_clips": "clips in the corpus", "audio_frames": "frames per clip",
                    "batch_size": "training batch size", "epochs": "epochs", "n_encoder_layers": "encoder blocks",
                    "lr": "learning rate", "weight_decay": "weight decay", "label_smoothing": "label smoothing",
-                   "eval_batch_size": "evaluation batch size", "bf16": "bf16 autocast"}
+                   "eval_batch_size": "evaluation batch size", "bf16": "precision"}
 CORPUS_WORDS = {"ljspeech": "LJ Speech 1.1", "short": "the short-sentence stand-in"}
 
 
@@ -74,11 +74,13 @@ def left_out(item: LeftOut) -> str:
 def deviations(changed: dict[str, dict]) -> str:
     """'corpus the short-sentence stand-in (protocol: LJ Speech 1.1); training batch size 32 (protocol: 64)': the
     fields a Q3 run changed from the protocol, {field: {"value", "protocol"}} as its summary records them."""
-    return "; ".join(f"{DEVIATION_WORDS.get(k, k)} {_value(v['value'])} (protocol: {_value(v['protocol'])})"
+    return "; ".join(f"{DEVIATION_WORDS.get(k, k)} {_value(v['value'], k)} (protocol: {_value(v['protocol'], k)})"
                      for k, v in changed.items())
 
 
-def _value(value) -> str:
+def _value(value, field: str = "") -> str:
+    if field == "bf16":
+        return "bf16 autocast" if value else "fp32"
     if isinstance(value, str):
         return CORPUS_WORDS.get(value, value)
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
