@@ -4,10 +4,14 @@ Both train the same epochs on the same data with the same protocol (batch 8, pla
 the same number of SGD steps) and, because ours draws the same random streams, reach the same losses.
   baseline: DataLoader over a Dataset (batch 8, shuffle), nn.Module CNN, optim.SGD, loss.item() every step
   ours:     data resident as one tensor, one gather per epoch, losses kept on the device, one thread,
-            the learning rates of a sweep trained together (G members), and on the CPU the steps in C
-            (hw2/q2/cnn_cpu.c); its PyTorch path is measured too, to show what each part brings
-Prints seconds per epoch for each way, the ratios, and the projected time of the full 6-run sweep
-(2 variants x 15 epochs); runs on CUDA too when a GPU is present (--device).
+            the learning rates of a sweep trained together (G members), with the engine that a sweep's
+            calibration picks on this machine (the C steps of hw2/q2/cnn_cpu.c or the PyTorch path); each
+            engine is measured alone too, to show what each part brings
+Prints the CPU and its measured matrix-product speed (bench/peak.py), the engine the calibration chose, then
+per way its seconds per epoch, its ratio to the baseline and its achieved GFLOP/s as a fraction of that
+speed (the FLOPs of a step counted from the layer shapes), and the projected time of the full 6-run sweep
+(2 variants x 15 epochs). The ways are measured in alternation, --repeats times, and the fastest of each
+counts: other processes only ever slow a measurement down. Runs on CUDA too when a GPU is present (--device).
 """
 from __future__ import annotations
 
@@ -24,11 +28,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hw2.engine.machine import cpu_threads, resolve_device, torch_threads  # noqa: E402
 from hw2.engine.paths import data_dir  # noqa: E402
-from hw2.q2 import config, octmnist  # noqa: E402
+from hw2.q2 import cnn_cpu, config, octmnist, train  # noqa: E402
 from hw2.q2.cnn import CNN  # noqa: E402
 from hw2.q2.config import CNNConfig  # noqa: E402
 from hw2.q2.train import StackedCNN, configure_seed, train_epoch  # noqa: E402
-from hw2.q2.train import engine as train_engine  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import describe, efficiency, peaks  # noqa: E402  (bench/peak.py, beside this script)
 
 DEFAULT = CNNConfig()  # the homework's seed, dropout and batch size
 
@@ -64,7 +70,7 @@ def baseline_epochs(X, y, lr, no_maxpool, epochs, device):
     return (time.perf_counter() - start) / epochs, float(np.mean(losses)), len(losses)
 
 
-def ours_epochs(X, y, lrs, no_maxpool, epochs, device, use=None):
+def ours_epochs(X, y, lrs, no_maxpool, epochs, device, use):
     configure_seed(DEFAULT.seed)
     model = StackedCNN([CNN(DEFAULT.dropout, no_maxpool).state_dict()] * len(lrs), no_maxpool, DEFAULT.dropout, device)
     X, y, lr_t = X.to(device), y.to(device), torch.tensor(lrs, device=device)
@@ -77,12 +83,29 @@ def ours_epochs(X, y, lrs, no_maxpool, epochs, device, use=None):
     return (time.perf_counter() - start) / epochs, losses.double().mean(0).tolist(), len(losses)
 
 
+def step_flops(no_maxpool: bool, batch_size: int) -> int:
+    """The FLOPs of one SGD step of one CNN, from its layer shapes: each convolution's and linear layer's
+    multiply-adds (2 FLOPs each) forward, again for its weight gradient, and again for its input gradient but
+    the first layer's (the images need none). Pooling, ReLU, dropout, the loss and the update are left out
+    (element-wise, under 2% of it)."""
+    model = CNN(DEFAULT.dropout, no_maxpool)
+    macs = []  # per layer, the multiply-adds of one image: outputs x inputs per output
+    hooks = [m.register_forward_hook(lambda mod, inp, out: macs.append(out[0].numel() * mod.weight[0].numel()))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 784))
+    for hook in hooks:
+        hook.remove()
+    return 2 * (3 * sum(macs) - macs[0]) * batch_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-train", type=int, default=None, help="training images (default: the whole split)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-maxpool", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2, help="measurements of each way, in alternation")
     args = parser.parse_args()
     device = resolve_device(args.device)
     path = octmnist.prepare(data_dir())
@@ -90,33 +113,58 @@ def main() -> None:
     X, y = data.train_X, data.train_y
     bs = DEFAULT.batch_size
     steps = math.ceil(len(X) / bs)
+    lrs = list(config.LEARNING_RATES["full"])
+    G = len(lrs)
+    flops = step_flops(args.no_maxpool, bs)
+    with torch_threads(cpu_threads() if device == "cpu" else None):
+        peak = peaks(device)
+        print(f"[hw2] {describe(peak)}" if device == "cpu" else
+              f"[hw2] {torch.cuda.get_device_name(0)}: " + ", ".join(f"{v:.0f} GFLOP/s in {k}" for k, v in peak.items()))
+        choice = train.engine(device)
+        if choice is None:
+            init = CNN(DEFAULT.dropout, args.no_maxpool).state_dict()
+            sweep = StackedCNN([init] * G, args.no_maxpool, DEFAULT.dropout, device)
+            calibration = train.calibrate(sweep, X, y, torch.tensor(lrs), bs, DEFAULT.l2_decay)
+            choice = calibration["engine"]
+            print(f"engine chosen by a sweep's calibration: {train.describe_choice(calibration, G)}")
+        else:
+            print(f"engine: {choice} (no calibration: {'forced by HW2_CNN_KERNEL' if cnn_cpu.forced() else 'the only one here'})")
     print(f"data: {octmnist.data_source(path)}, {len(X)} training images, {steps} SGD steps of batch {bs} per "
           f"epoch; device={device}; variant {'no-maxpool' if args.no_maxpool else 'maxpool'}; "
-          f"{args.epochs} epoch(s) per measurement")
+          f"{args.epochs} epoch(s) per measurement, {args.repeats} measurement(s) of each way in alternation; "
+          f"{flops / 1e6:.1f} MFLOP per step of one CNN (forward and backward, from the layer shapes)")
 
     default_threads = torch.get_num_threads()
-    base_s, base_loss, base_steps = baseline_epochs(X, y, DEFAULT.lr, args.no_maxpool, args.epochs, device)
-    print(f"baseline  (DataLoader, loss.item(), {default_threads} threads), lr {DEFAULT.lr:g}: {base_s:8.2f} s/epoch  "
-          f"mean loss {base_loss:.6f}  steps {base_steps}")
-    lrs = list(config.LEARNING_RATES["full"])
-    engine = train_engine(device)
-    with torch_threads(cpu_threads() if device == "cpu" else None):
-        if engine == "c":
-            torch_s, torch_loss, _ = ours_epochs(X, y, [DEFAULT.lr], args.no_maxpool, args.epochs, device, "torch")
-            print(f"ours, PyTorch path, lr {DEFAULT.lr:g}:                {torch_s:8.2f} s/epoch  "
-                  f"mean loss {torch_loss[0]:.6f}  ({base_s / torch_s:.2f}x)")
-        one_s, one_loss, one_steps = ours_epochs(X, y, [DEFAULT.lr], args.no_maxpool, args.epochs, device)
-        print(f"ours ({engine} engine), lr {DEFAULT.lr:g}:                   {one_s:8.2f} s/epoch  "
-              f"mean loss {one_loss[0]:.6f}  steps {one_steps}")
-        sweep_s, sweep_loss, _ = ours_epochs(X, y, lrs, args.no_maxpool, args.epochs, device)
-    G = len(lrs)
-    print(f"ours, the {G} learning rates together:            {sweep_s:8.2f} s/epoch for {G} runs = "
-          f"{sweep_s / G:.2f} s per run-epoch  mean losses " + " ".join(f"{v:.6f}" for v in sweep_loss))
-
-    print(f"ratio, one run:            {base_s / one_s:5.2f}x  (baseline s/epoch / ours s/epoch)")
-    print(f"ratio, per run in a sweep: {base_s / (sweep_s / G):5.2f}x")
-    print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr {DEFAULT.lr:g}), "
-          f"{abs(base_loss - sweep_loss[lrs.index(DEFAULT.lr)]):.2e} (together)")
+    lr = DEFAULT.lr
+    ways = {f"baseline (DataLoader, loss.item(), {default_threads} threads), lr {lr:g}":
+            (1, lambda: baseline_epochs(X, y, lr, args.no_maxpool, args.epochs, device))}
+    for use in ("torch", "c") if train.engine(device) is None else (choice,):
+        ways[f"ours, {use} engine, lr {lr:g}"] = (1, lambda use=use: ours_epochs(X, y, [lr], args.no_maxpool,
+                                                                                  args.epochs, device, use))
+    ways[f"ours, {choice} engine, the {G} learning rates together"] = (
+        G, lambda: ours_epochs(X, y, lrs, args.no_maxpool, args.epochs, device, choice))
+    best = {}
+    for _ in range(args.repeats):
+        for name, (members, measure) in ways.items():
+            threads = None if name.startswith("baseline") else cpu_threads() if device == "cpu" else None
+            with torch_threads(threads):
+                seconds, loss, _ = measure()
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, loss)
+    base_s, base_loss = best[next(iter(ways))]
+    for name, (members, _) in ways.items():
+        seconds, _ = best[name]
+        gflops = flops * members * steps / seconds / 1e9
+        extra = f", {gflops / peak['bf16']:.0%} of bf16" if "bf16" in peak else ""
+        print(f"{name:<52} {seconds:8.2f} s/epoch = {seconds / members:6.2f} per run  {base_s / (seconds / members):6.2f}x"
+              f"  {efficiency(gflops, peak)}{extra}")
+    sweep_name = list(ways)[-1]
+    sweep_s, sweep_loss = best[sweep_name]
+    one_loss = best[f"ours, {choice} engine, lr {lr:g}"][1]
+    print(f"ratio, per run in a sweep: {base_s / (sweep_s / G):5.2f}x  (baseline s/epoch / ours s per run-epoch, "
+          f"{choice} engine)")
+    print(f"same protocol: loss difference |baseline - ours| = {abs(base_loss - one_loss[0]):.2e} (lr {lr:g}), "
+          f"{abs(base_loss - sweep_loss[lrs.index(lr)]):.2e} (together)")
     # Projection to the full protocol from this measurement (this variant's time per step for every run).
     full = config.for_profile("full")
     full_steps = math.ceil(sum(octmnist.CLASS_COUNTS["train"]) / full.batch_size)
@@ -127,6 +175,7 @@ def main() -> None:
           f"{n_groups * full.epochs * full_steps * per_step['stacked'] / 60:.1f} min one variant after the other, "
           f"{full.epochs * full_steps * per_step['stacked'] / 60:.1f} min with the variants side by side "
           f"(one core each)")
+
 
 if __name__ == "__main__":
     main()

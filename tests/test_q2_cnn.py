@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hw2.common.params import get_number_trainable_params
-from hw2.engine import store
+from hw2.engine import fetch, store
 from hw2.engine.errors import ConfigError
 from hw2.q2 import cnn_cpu, octmnist
 from hw2.q2 import experiment as q2_experiment
@@ -86,7 +86,7 @@ def test_data_is_identified_by_its_content_not_by_a_side_file(octmnist_standin, 
     np.savez(copy, **arrays)
     assert octmnist.data_source(copy).startswith("custom-")
     # "real" is the published file, recognised by its MD5 (here: pretend this file is the published one).
-    monkeypatch.setattr(octmnist, "PUBLISHED_MD5", octmnist._md5(copy))
+    monkeypatch.setattr(octmnist, "PUBLISHED_MD5", fetch.file_digest(copy, "md5"))
     assert octmnist.data_source(copy) == f"real-{octmnist.PUBLISHED_MD5[:8]}"
 
 
@@ -245,7 +245,100 @@ def test_without_a_c_compiler_training_says_so_and_uses_pytorch(monkeypatch, cap
     finally:
         monkeypatch.undo()
         cnn_cpu.library.cache_clear()
-    assert q2_cnn.engine("cpu") == "c"
+    assert q2_cnn.engine("cpu") is None  # both engines work: a sweep measures which is faster
+
+
+# --- the engine of a sweep: measured, forced, kept on resume ---------------------------------------------------
+
+def test_a_sweep_measures_both_engines_records_the_choice_and_prints_it(octmnist_dir, results_dir, capsys):
+    (run,) = q2_experiment.run(0.01, epochs=1, profile="smoke", progress=False)
+    choice = run.summary["engine_choice"]
+    assert choice["how"] == "measured" and set(choice["seconds_per_step"]) == {"c", "torch"}
+    assert choice["trial_steps"] == q2_cnn.CALIBRATION_STEPS and choice["rounds"] == q2_cnn.CALIBRATION_ROUNDS
+    assert run.summary["engine"] == choice["engine"] == min(choice["seconds_per_step"], key=choice["seconds_per_step"].get)
+    assert f"[hw2] Question 2 engine: {choice['engine']} (measured): a step of the 1 member(s) took" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("forced", ["c", "torch"])
+def test_a_forced_engine_is_respected_without_measuring(forced, octmnist_dir, results_dir, monkeypatch, capsys):
+    monkeypatch.setenv("HW2_CNN_KERNEL", forced)
+    monkeypatch.setattr(q2_cnn, "calibrate", lambda *a: pytest.fail("a forced engine is not measured"))
+    cnn_cpu.library.cache_clear()
+    try:
+        (run,) = q2_experiment.run(0.01, epochs=1, profile="smoke", progress=False)
+    finally:
+        monkeypatch.undo()
+        cnn_cpu.library.cache_clear()
+    assert run.summary["engine"] == forced
+    assert run.summary["engine_choice"] == {"engine": forced, "how": f"forced by HW2_CNN_KERNEL={forced}"}
+    assert f"[hw2] Question 2 engine: {forced} (forced by HW2_CNN_KERNEL={forced})" in capsys.readouterr().out
+
+
+def test_an_unknown_forced_engine_is_refused(monkeypatch):
+    monkeypatch.setenv("HW2_CNN_KERNEL", "fortran")
+    with pytest.raises(ConfigError, match="HW2_CNN_KERNEL must be 'c' or 'torch'"):
+        cnn_cpu.forced()
+
+
+@pytest.mark.parametrize("slow", ["c", "torch"])
+def test_calibration_picks_the_faster_of_two_stubbed_engines(slow, monkeypatch):
+    import time
+
+    clock, calls = [0.0], []
+
+    def stub(name):
+        def train(model, X, y, lrs, batch_size, l2_decay, bar):
+            calls.append((name, len(X)))
+            clock[0] += len(X) * (1e-3 if name == slow else 1e-4)  # what the trial costs on this fake clock
+        return train
+
+    monkeypatch.setattr(q2_cnn, "_train_epoch_c", stub("c"))
+    monkeypatch.setattr(q2_cnn, "_train_epoch_torch", stub("torch"))
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    X, y = random_images()
+    model = StackedCNN([CNN().state_dict()] * 2, False, 0.7, "cpu")
+    choice = q2_cnn.calibrate(model, X, y, torch.tensor([0.1, 0.01]), 8, 0.0)
+    assert choice["engine"] == ("torch" if slow == "c" else "c")
+    assert choice["seconds_per_step"] == pytest.approx({slow: 8e-3, choice["engine"]: 8e-4})
+    # one warm-up batch each, then the timed trials alternate: c, torch, c, torch, ...
+    trials = [(name, q2_cnn.CALIBRATION_STEPS * 8) for _ in range(q2_cnn.CALIBRATION_ROUNDS) for name in ("c", "torch")]
+    assert calls == [("c", 8), ("torch", 8)] + trials
+
+
+def test_calibration_leaves_the_model_and_the_random_stream_as_they_were():
+    X, y = random_images()
+    model = StackedCNN([CNN().state_dict()] * 2, False, 0.7, "cpu")
+    before = [{k: v.clone() for k, v in sd.items()} for sd in model.state_dicts()]
+    rng = torch.get_rng_state()
+    q2_cnn.calibrate(model, X, y, torch.tensor([0.1, 0.01]), 8, 0.0)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(sd[k], ref[k]) for sd, ref in zip(model.state_dicts(), before) for k in sd)
+
+
+def test_a_resumed_sweep_keeps_the_engine_its_interrupted_attempt_chose(octmnist_dir, results_dir, monkeypatch, capsys):
+    measured = {"engine": "torch", "how": "measured", "seconds_per_step": {"c": 2e-3, "torch": 1e-3},
+                "trial_steps": 24, "rounds": 3}
+    monkeypatch.setattr(q2_cnn, "calibrate", lambda *a: dict(measured))
+    real = q2_cnn.loader_permutation
+    calls = {"n": 0}
+
+    def dies_in_epoch_2(n):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed during epoch 2")
+        return real(n)
+
+    monkeypatch.setattr(q2_cnn, "loader_permutation", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        q2_experiment.run(0.01, epochs=2, profile="smoke", progress=False)
+    monkeypatch.setattr(q2_cnn, "loader_permutation", real)
+    monkeypatch.setattr(q2_cnn, "calibrate", lambda *a: pytest.fail("a resumed sweep does not measure again"))
+    capsys.readouterr()
+    (run,) = q2_experiment.run(0.01, epochs=2, profile="smoke", progress=False)
+    assert run.summary["engine"] == "torch"
+    assert run.summary["engine_choice"] == {**measured, "how": "as the interrupted sweep chose"}
+    assert "[hw2] Question 2 engine: torch (as the interrupted sweep chose): a step of the 1 member(s) took 2.00 ms in C" \
+        in capsys.readouterr().out
 
 
 def test_c_steps_reject_labels_outside_the_four_classes():
@@ -308,7 +401,8 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
     resumed = q2_experiment.run(**kwargs)
     for r in resumed:
         summary, history = reference[r.name]
-        assert r.history.drop(columns="seconds").equals(history.drop(columns="seconds"))
+        timings = ["seconds", "train_seconds"]
+        assert r.history.drop(columns=timings).equals(history.drop(columns=timings))
         for key in ("final_train_loss", "final_valid_acc", "test_acc", "test_acc_full"):
             assert r.summary[key] == summary[key]
         assert not (r.path / "checkpoint.pt").exists()

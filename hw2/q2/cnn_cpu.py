@@ -1,6 +1,7 @@
 """The CNN's SGD steps on the CPU as one C function (`cnn_cpu.c`), compiled with the system's C compiler on
 first use and cached per source, flags and CPU. Where no compiler works, `library()` says why once and
-returns None, and training uses the PyTorch path (same semantics, slower)."""
+returns None, and training uses the PyTorch path (same semantics). Where both work, a sweep measures which
+is faster on this machine (`hw2.q2.train.calibrate`); HW2_CNN_KERNEL=c or torch forces one."""
 from __future__ import annotations
 
 import ctypes
@@ -14,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from hw2.engine.errors import ConfigError
 
 SOURCE = Path(__file__).with_suffix(".c")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared"]
@@ -36,9 +39,17 @@ def _cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
+def forced() -> str | None:
+    """The engine HW2_CNN_KERNEL forces: "c" or "torch"; None (unset) lets a sweep measure which is faster."""
+    value = os.environ.get("HW2_CNN_KERNEL") or None
+    if value not in (None, "c", "torch"):
+        raise ConfigError(f"HW2_CNN_KERNEL must be 'c' or 'torch' (or unset: measure both); got {value!r}")
+    return value
+
+
 @functools.lru_cache(maxsize=None)
 def library() -> ctypes.CDLL | None:
-    if os.environ.get("HW2_CNN_KERNEL", "c") == "torch":
+    if forced() == "torch":
         return None
     compiler = os.environ.get("CC", "cc")
     try:

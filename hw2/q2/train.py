@@ -13,9 +13,9 @@ Where the speed comes from, without changing what is computed:
 - the runs of a learning-rate sweep share initial weights, batches and dropout masks in the skeleton
   (each run seeds 42, and the RNG stream does not depend on lr), so they are trained together as one
   stacked model (`StackedCNN`): per-step overhead is paid once for all of them;
-- on the CPU the steps themselves run in C (`hw2/q2/cnn_cpu.c`, one call per 500 steps), since at batch 8
-  PyTorch's per-operator overhead is most of a step; the PyTorch path below stays the reference (and the
-  GPU's path), and a test holds the two together.
+- on the CPU the steps themselves run in C (`hw2/q2/cnn_cpu.c`, one call per 500 steps) where a sweep's
+  calibration measures them faster, since at batch 8 PyTorch's per-operator overhead is most of a step; the
+  PyTorch path below stays the reference (and the GPU's path), and a test holds the two together.
 """
 from __future__ import annotations
 
@@ -153,21 +153,66 @@ def member_loss(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # --- training ------------------------------------------------------------------------------------------------
 
-def engine(device: str) -> str:
-    """What trains on this device: "c" (hw2/q2/cnn_cpu.c, the CPU's fast path) or "torch"."""
-    return "c" if device == "cpu" and cnn_cpu.available() else "torch"
+# The engine is chosen per machine by measuring both, since which is faster depends on the CPU and the
+# compiler. A trial is a few steps (milliseconds in C); trials alternate and the fastest of each engine
+# counts, since other processes only ever slow a trial down.
+CALIBRATION_STEPS = 24
+CALIBRATION_ROUNDS = 3
+
+
+def engine(device: str) -> str | None:
+    """The engine that trains on `device` without measuring: "torch" off the CPU and where the C steps cannot be
+    built, else the one HW2_CNN_KERNEL forces ("c" or "torch"); None where a sweep measures both (`calibrate`)."""
+    if device != "cpu" or not cnn_cpu.available():
+        return "torch"
+    return cnn_cpu.forced()
+
+
+def calibrate(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, batch_size: int,
+              l2_decay: float) -> dict:
+    """Time CALIBRATION_STEPS steps of each engine on copies of `model`, alternated over CALIBRATION_ROUNDS
+    rounds, and pick the faster. The model and the global random stream are left as they were."""
+    ways = {"c": _train_epoch_c, "torch": _train_epoch_torch}  # looked up here, so that tests can stub them
+    n = min(len(X), CALIBRATION_STEPS * batch_size)
+    states, bar = model.state_dicts(), tqdm(disable=True)
+    best = dict.fromkeys(ways, math.inf)
+    with torch.random.fork_rng(devices=[]):
+        for fn in ways.values():  # warm-up: loading the C library, PyTorch's first calls
+            fn(StackedCNN(states, model.no_maxpool, model.dropout, "cpu"), X[:batch_size], y[:batch_size], lrs,
+               batch_size, l2_decay, bar)
+        for _ in range(CALIBRATION_ROUNDS):
+            for name, fn in ways.items():
+                copy = StackedCNN(states, model.no_maxpool, model.dropout, "cpu")
+                start = time.perf_counter()
+                fn(copy, X[:n], y[:n], lrs, batch_size, l2_decay, bar)
+                best[name] = min(best[name], time.perf_counter() - start)
+    steps = math.ceil(n / batch_size)
+    per_step = {name: seconds / steps for name, seconds in best.items()}
+    return {"engine": min(per_step, key=per_step.get), "how": "measured", "seconds_per_step": per_step,
+            "trial_steps": steps, "rounds": CALIBRATION_ROUNDS}
+
+
+def describe_choice(choice: dict, members: int) -> str:
+    """One line: the engine, how it was chosen and, where measured, the time of a step of all members."""
+    line = f"{choice['engine']} ({choice['how']})"
+    if "seconds_per_step" in choice:
+        ms = {name: seconds * 1e3 for name, seconds in choice["seconds_per_step"].items()}
+        line += (f": a step of the {members} member(s) took {ms['c']:.2f} ms in C, {ms['torch']:.2f} ms with "
+                 f"PyTorch (the fastest of {choice['rounds']} alternated trials of {choice['trial_steps']} steps each)")
+    return line
 
 
 def train_epoch(model: StackedCNN, X: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor, batch_size: int,
-                l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch",
-                use: str | None = None) -> torch.Tensor:
-    """One shuffled pass of SGD in batches of `batch_size`; returns the batch losses (steps, G), on the device.
-    `use` picks the engine ("c" or "torch"; default: `engine(device)`)."""
+                l2_decay: float = 0.0, progress: bool = False, desc: str = "epoch", *,
+                use: str, max_steps: int | None = None) -> torch.Tensor:
+    """One shuffled pass of SGD in batches of `batch_size` (its first `max_steps` batches when given); returns
+    the batch losses (steps, G), on the device. `use` is the engine: "c" or "torch"."""
     perm = loader_permutation(len(X)).to(X.device)
+    perm = perm[:max_steps * batch_size] if max_steps else perm  # the same shuffle, cut short
     X, y = X[perm], y[perm]  # one gather per epoch; batches are then contiguous slices
     steps = math.ceil(len(X) / batch_size)
     bar = tqdm(total=steps, desc=desc, leave=False, disable=not progress, mininterval=1)
-    if (use or engine(X.device.type)) == "c":
+    if use == "c":
         losses = _train_epoch_c(model, X, y, lrs, batch_size, l2_decay, bar)
     else:
         losses = _train_epoch_torch(model, X, y, lrs, batch_size, l2_decay, bar)
@@ -228,6 +273,7 @@ class Sweep:
     start_epoch: int
     totals: list[float]  # per member, the sum of every batch loss so far (the cumulative mean's numerator)
     diverged: dict[int, int]  # member -> epoch at which its loss became NaN/inf
+    engine_choice: dict  # the engine ("c" or "torch"), how it was chosen and, where measured, the timings
 
     @property
     def protocol(self) -> CNNConfig:
@@ -261,26 +307,46 @@ def start_sweep(runs: list[store.Run], configs: list[CNNConfig], data: octmnist.
         diverged = {g: s["diverged_epoch"] for g, s in enumerate(states) if s.get("diverged_epoch") is not None}
     else:
         model_states, start_epoch, totals, diverged = [init] * len(runs), 0, [0.0] * len(runs), {}
-    return Sweep(runs=runs, configs=configs, device=device,
-                 model=StackedCNN(model_states, first.no_maxpool, first.dropout, device),
-                 lrs=torch.tensor([c.lr for c in configs], device=device),
-                 steps_per_epoch=math.ceil(len(data.train_X) / first.batch_size),
-                 start_epoch=start_epoch, totals=totals, diverged=diverged)
+    model = StackedCNN(model_states, first.no_maxpool, first.dropout, device)
+    lrs = torch.tensor([c.lr for c in configs], device=device)
+    choice = choose_engine(model, data, lrs, first, device, states[0] if resumed is not None else {})
+    print(f"[hw2] Question 2 engine: {describe_choice(choice, model.G)}", flush=True)
+    return Sweep(runs=runs, configs=configs, device=device, model=model, lrs=lrs,
+                 steps_per_epoch=min(math.ceil(len(data.train_X) / first.batch_size), first.max_steps or math.inf),
+                 start_epoch=start_epoch, totals=totals, diverged=diverged, engine_choice=choice)
+
+
+def choose_engine(model: StackedCNN, data: octmnist.OctSplits, lrs: torch.Tensor, protocol: CNNConfig, device: str,
+                  checkpoint: dict) -> dict:
+    """The engine of a sweep: the only one or the forced one (`engine`); else, resuming, the one its checkpoint
+    trained with (the engines agree to float rounding only, so a resumed sweep keeps its engine and ends as an
+    uninterrupted one); else the faster on this machine (`calibrate`)."""
+    fixed = engine(device)
+    if fixed is not None:
+        how = (f"forced by HW2_CNN_KERNEL={fixed}" if cnn_cpu.forced() == fixed else
+               "the C steps run on the CPU only" if device != "cpu" else "the C steps could not be built")
+        return {"engine": fixed, "how": how}
+    if "engine_choice" in checkpoint:
+        return {**checkpoint["engine_choice"], "how": "as the interrupted sweep chose"}
+    return calibrate(model, data.train_X, data.train_y, lrs, protocol.batch_size, protocol.l2_decay)
 
 
 def run_sweep_epoch(sweep: Sweep, data: octmnist.OctSplits, epoch: int, progress: bool) -> None:
     """One epoch of every member: train, validate, and log each member that has not diverged."""
     start = time.time()
     losses = train_epoch(sweep.model, data.train_X, data.train_y, sweep.lrs, sweep.protocol.batch_size,
-                         sweep.protocol.l2_decay, progress=progress, desc=f"epoch {epoch}").double().cpu()
+                         sweep.protocol.l2_decay, progress=progress, desc=f"epoch {epoch}",
+                         use=sweep.engine_choice["engine"], max_steps=sweep.protocol.max_steps).double().cpu()
+    train_seconds = time.time() - start
     valid = sweep.model.accuracy(data.dev_X, data.dev_y)
     seconds = time.time() - start
     for g in range(sweep.model.G):
         if g not in sweep.diverged:
-            log_member_epoch(sweep, g, epoch, losses[:, g], valid[g], seconds)
+            log_member_epoch(sweep, g, epoch, losses[:, g], valid[g], seconds, train_seconds)
 
 
-def log_member_epoch(sweep: Sweep, g: int, epoch: int, losses: torch.Tensor, valid_acc: float, seconds: float) -> None:
+def log_member_epoch(sweep: Sweep, g: int, epoch: int, losses: torch.Tensor, valid_acc: float, seconds: float,
+                     train_seconds: float) -> None:
     """Member g's history row for the epoch (`losses`: its batch losses); a loss that is not finite marks it
     diverged, and the others go on."""
     run = sweep.runs[g]
@@ -290,7 +356,7 @@ def log_member_epoch(sweep: Sweep, g: int, epoch: int, losses: torch.Tensor, val
         sweep.diverged[g] = epoch
     run.log_epoch({"epoch": epoch, "train_loss_cumulative": sweep.totals[g] / (epoch * sweep.steps_per_epoch),
                    "train_loss_epoch": epoch_mean, "valid_acc": valid_acc, "lr": sweep.configs[g].lr,
-                   "seconds": round(seconds, 3)})
+                   "seconds": round(seconds, 3), "train_seconds": round(train_seconds, 3)})
     if g in sweep.diverged:
         print(f"[hw2] {run.spec.name}: training loss became {epoch_mean} at epoch {epoch}; "
               f"marked diverged, the sweep goes on", flush=True)
@@ -304,8 +370,8 @@ def show_cumulative_losses(epoch_bar: tqdm, sweep: Sweep) -> None:
 def save_checkpoints(sweep: Sweep, epoch: int) -> None:
     rng = rng_state(sweep.device)
     for g, (run, sd) in enumerate(zip(sweep.runs, sweep.model.state_dicts())):
-        run.save_checkpoint({"model": sd, "loss_total": sweep.totals[g], "diverged_epoch": sweep.diverged.get(g), **rng},
-                            epoch=epoch)
+        run.save_checkpoint({"model": sd, "loss_total": sweep.totals[g], "diverged_epoch": sweep.diverged.get(g),
+                             "engine_choice": sweep.engine_choice, **rng}, epoch=epoch)
 
 
 def evaluation_results(model: StackedCNN, data: octmnist.OctSplits) -> dict[str, list]:
@@ -335,7 +401,8 @@ def member_summary(sweep: Sweep, g: int, tests: dict[str, list], data: octmnist.
         "n_train": len(data.train_X), "n_val": len(data.dev_X),
         "n_test": len(data.test_X), "n_test_full": len(data.test_full_X),
         "epochs_completed": len(hist), "steps_per_epoch": sweep.steps_per_epoch, "device": sweep.device,
-        "members_trained_together": sweep.model.G, "engine": engine(sweep.device),
+        "members_trained_together": sweep.model.G, "engine": sweep.engine_choice["engine"],
+        "engine_choice": sweep.engine_choice,
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
     }
 
