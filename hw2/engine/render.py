@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from hw2.engine import cellcache
 from hw2.engine.errors import USER_ERROR_MARK
 from hw2.engine.runner import quiet_kernel_manager
 from hw2.engine.store import temporary_path
@@ -136,10 +137,12 @@ def load_project(root: Path | str = ".") -> Project:
     path = root / "_quarto.yml"
     if not path.is_file():
         raise RenderError(f"{path}: no _quarto.yml here; run the renderer from the project root")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RenderError(f"_quarto.yml: not valid YAML: {exc}") from None
+    config = _yaml_file(path)
+    for name in reversed(active_profiles()):  # as Quarto: the first profile listed wins
+        overlay = next((root / f"_quarto-{name}{ext}" for ext in (".yml", ".yaml")
+                        if (root / f"_quarto-{name}{ext}").is_file()), None)
+        if overlay is not None:  # Quarto ignores a profile without a file
+            config = merge_config(config, _yaml_file(overlay))
     project = config.get("project") or {}
     render = project.get("render") or sorted(p.relative_to(root).as_posix() for p in root.rglob("*.qmd")
                                              if not p.name.startswith("_") and "_output" not in p.parts)
@@ -151,6 +154,34 @@ def load_project(root: Path | str = ".") -> Project:
         documents.append(doc)
     output_dir = root / project["output-dir"] if project.get("output-dir") else root
     return Project(root, config, documents, output_dir)
+
+
+def _yaml_file(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{path.name}: not valid YAML: {exc}") from None
+
+
+def active_profiles() -> list[str]:
+    """Quarto's active project profiles: $QUARTO_PROFILE, comma-separated (`--profile` sets it)."""
+    return [name.strip() for name in os.environ.get("QUARTO_PROFILE", "").split(",") if name.strip()]
+
+
+def merge_config(base: dict, overlay: dict) -> dict:
+    """`overlay` merged into `base` as Quarto merges a profile's configuration: maps key by key, a list with a
+    list or a value joined (without repeats), any other value replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        old = merged.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            merged[key] = merge_config(old, value)
+        elif (isinstance(old, list) or isinstance(value, list)) and old is not None and value is not None:
+            old, value = (x if isinstance(x, list) else [x] for x in (old, value))
+            merged[key] = old + [v for v in value if v not in old]
+        else:
+            merged[key] = value
+    return merged
 
 
 def front_matter(lines: list[str]) -> tuple[dict, int]:
@@ -375,31 +406,57 @@ def __hw2_inline(thunks):
 """
 
 
-def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -> list[tuple[float, str]]:
+RECORDER_CODE = """\
+import hw2.engine.cellreads as __hw2_cellreads
+__hw2_recorder = __hw2_cellreads.Recorder({watched!r}, {ignored!r})
+__hw2_recorder.install(get_ipython())
+"""
+
+
+@dataclass
+class Ran:
+    """What executing one cell (a Cell, or a group of inline expressions) gave besides its outputs."""
+
+    seconds: float
+    notes: list[str]
+    record: dict | None = None  # what it read (`hw2.engine.cellreads`), where the reads were recorded
+
+
+def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600, replay: tuple = (),
+            watched: tuple[list[str], list[str]] | None = None) -> list[Ran]:
     """Run every cell and inline expression in one kernel (cwd = the document's folder), stopping at the first
-    error, which names its line. Ctrl-C stops the kernel and raises KeyboardInterrupt."""
+    error, which names its line. Those in `replay` run only to rebuild the kernel's state: their outputs are not
+    kept. With `watched` ((folders, folders left out)), what each reads is recorded. Ctrl-C stops the kernel and
+    raises KeyboardInterrupt."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_code_cell(SETUP_CODE.format(**fig)))
+    setup = SETUP_CODE.format(**fig)
+    if watched is not None:
+        setup += RECORDER_CODE.format(watched=watched[0], ignored=watched[1])
+    nb.cells.append(nbformat.v4.new_code_cell(setup))
     owners = [None]
     for item in items:
         if isinstance(item, Cell):
             nb.cells.append(nbformat.v4.new_code_cell(item.code))
         elif isinstance(item, list):
-            thunks = ", ".join(f"lambda: ({i.expr}\n)" for i in item)
-            nb.cells.append(nbformat.v4.new_code_cell(f"__hw2_inline([{thunks}])"))
+            nb.cells.append(nbformat.v4.new_code_cell(inline_code(item)))
         else:
             continue
         owners.append(item)
+    if watched is not None:
+        nb.cells.append(nbformat.v4.new_code_cell("__hw2_recorder.dump()"))
+        owners.append(None)
+    replayed = {id(item) for item in replay}
     # The kernel is killed once done or stopped: a graceful shutdown would wait on a cell Ctrl-C cut short.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(cwd)}}, extra_arguments=["--log-level=ERROR"],
                             kernel_manager_class=quiet_kernel_manager())
     # Cell by cell inside nbclient's kernel context rather than `client.execute()`: that one takes Ctrl-C with a
     # signal handler of its own that shuts the kernel down under the running cell and fails with a traceback.
+    ran = []
     with client.setup_kernel(cwd=str(cwd)):
         for index, (cell, owner) in enumerate(zip(nb.cells, owners)):
             where = _line_of(owner).where(root) if owner is not None else "the renderer's kernel setup"
@@ -411,10 +468,26 @@ def execute(items: list, cwd: Path, root: Path, fig: dict, timeout: int = 600) -
             except DeadKernelError:
                 raise RenderError(f"{where}: the Python kernel died running this code cell (out of memory, or a "
                                   f"crash in compiled code); run its code in a Python shell to see why") from None
-            _forward_notes(cell)
-            _take_outputs(cell, owner, root)
-    return sorted(((_seconds(cell), _line_of(owner).where(root))
-                   for cell, owner in zip(nb.cells, owners) if owner is not None), reverse=True)
+            notes = _forward_notes(cell) if id(owner) not in replayed else []
+            _take_outputs(cell, owner, root, keep=id(owner) not in replayed)
+            if owner is not None:
+                ran.append(Ran(_seconds(cell), notes))
+    if watched is not None:
+        records = json.loads(_stdout(nb.cells[-1]).strip().splitlines()[-1])
+        for result, record in zip(ran, records):
+            result.record = record
+    return ran
+
+
+def inline_code(group: list) -> str:
+    """The kernel code evaluating a paragraph's inline expressions."""
+    thunks = ", ".join(f"lambda: ({i.expr}\n)" for i in group)
+    return f"__hw2_inline([{thunks}])"
+
+
+def _stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
 
 
 def _line_of(owner) -> Line:
@@ -422,19 +495,20 @@ def _line_of(owner) -> Line:
     return owner.start if isinstance(owner, Cell) else owner[0].line
 
 
-def _forward_notes(cell) -> None:
+def _forward_notes(cell) -> list[str]:
     """Pass on what hw2's helpers told the user from inside a cell (their `[hw2] ...` lines on stderr: a run left
-    out, a damaged cache entry discarded), which the document leaves out of the PDF."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream" and output.get("name") == "stderr":
-            for line in output.get("text", "").splitlines():
-                if line.startswith("[hw2] "):
-                    print(line, file=sys.stderr, flush=True)
+    out, a damaged cache entry discarded), which the document leaves out of the PDF; return them."""
+    notes = [line for output in cell.get("outputs", [])
+             if output.get("output_type") == "stream" and output.get("name") == "stderr"
+             for line in output.get("text", "").splitlines() if line.startswith("[hw2] ")]
+    for line in notes:
+        print(line, file=sys.stderr, flush=True)
+    return notes
 
 
-def _take_outputs(cell, owner, root: Path) -> None:
+def _take_outputs(cell, owner, root: Path, keep: bool = True) -> None:
     """Keep the outputs of an executed cell with what it came from (a Cell, or a group of inline expressions
-    whose values it printed), or raise its error at its line."""
+    whose values it printed), unless `keep` is false, or raise its error at its line."""
     error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
     if error is not None:
         trace = _strip_ansi("\n".join(error.get("traceback", [])))
@@ -447,14 +521,12 @@ def _take_outputs(cell, owner, root: Path) -> None:
                 raise RenderError(f"{error['evalue']} (raised by the code cell at {where.where(root)})")
         raise RenderError(f"{where.where(root)}: the code cell raised {error['ename']}: {error['evalue']}"
                           + (f"\n{trace}" if trace else ""))
-    if owner is None:
+    if owner is None or not keep:
         return
     if isinstance(owner, Cell):
         owner.outputs = cell.get("outputs", [])
         return
-    stdout = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                     if o.get("output_type") == "stream" and o.get("name") == "stdout")
-    result = json.loads(stdout.strip().splitlines()[-1])
+    result = json.loads(_stdout(cell).strip().splitlines()[-1])
     if "error" in result:
         bad = owner[result["error"]]
         raise RenderError(f"{bad.line.where(root)}: inline expression `{bad.expr}` raised {result['ename']}: "
@@ -782,12 +854,7 @@ def render_document(project: Project, doc: Path, log=print) -> Path:
            "dpi": typst_opts.get("fig-dpi", 200)}
     figure_dir = doc.parent / f"{doc.stem}_files" / "figure-typst"
     shutil.rmtree(figure_dir.parent, ignore_errors=True)
-    n_cells = sum(isinstance(i, Cell) for i in items)
-    slowest = execute(items, doc.parent, root, fig)
-    n_inline = sum(len(i) for i in items if isinstance(i, list))
-    log(f"[hw2 render] executed {n_cells} cells and {n_inline} inline expressions "
-        f"of {_rel(doc, root)} in {time.time() - start:.1f} s (slowest: "
-        + ", ".join(f"{where} {seconds:.1f} s" for seconds, where in slowest[:3]) + ")")
+    run_cells(project, doc, items, fig, log)
     markdown = splice(items, figure_dir, doc.parent, root, execute_opts)
     check_references(lines, markdown, bibliography_keys(meta.get("bibliography")), root)
     typ = doc.with_suffix(".typ")
@@ -806,6 +873,85 @@ def render_document(project: Project, doc: Path, log=print) -> Path:
         shutil.rmtree(figure_dir.parent, ignore_errors=True)
     log(f"[hw2 render] {_rel(pdf, root)} written in {time.time() - start:.1f} s")
     return pdf
+
+
+def _folder(project: Project, variable: str, default: str) -> Path:
+    """A folder hw2 reads from the environment, taken from the project root where relative (as `hw2.engine.paths`)."""
+    path = Path(os.environ.get(variable) or default)
+    return path if path.is_absolute() else project.root / path
+
+
+def run_cells(project: Project, doc: Path, items: list, fig: dict, log=print) -> list:
+    """Give every cell its outputs and every inline expression its value: from the cell cache up to the first cell
+    whose code, earlier cells or reads changed, then by running that cell and every one after it (`hw2.engine.
+    cellcache`); with nothing to run, no kernel starts. Return the cells that ran, and log which and why."""
+    from hw2.engine.errors import ConfigError
+    from hw2.engine.profiles import resolve_profile
+
+    root, start = project.root, time.time()
+    units = [item for item in items if isinstance(item, (Cell, list))]
+    codes = [item.code if isinstance(item, Cell) else inline_code(item) for item in units]
+    try:
+        profile = resolve_profile()
+    except ConfigError as exc:
+        raise RenderError(str(exc)) from None
+    cache = cellcache.CellCache(root, _rel(doc, root), log)
+    state = cellcache.seed(_rel(doc, root), profile, SETUP_CODE.format(**fig))
+    first, reason = len(units), ""
+    for i, (unit, code) in enumerate(zip(units, codes)):
+        entry = cache.load(cellcache.lookup_key(state, code))
+        reason = "not in the cache" if entry is None else cellcache.stale_reason(entry["record"], root)
+        if reason:
+            first = i
+            break
+        if isinstance(unit, Cell):
+            unit.outputs = entry["outputs"]
+        else:
+            for inline, value in zip(unit, entry["values"]):
+                inline.value = value
+        cellcache.write_again(entry["written"], root)
+        for note in entry["notes"]:
+            print(note, file=sys.stderr, flush=True)
+        state = entry["after"]
+    shown = _rel(doc, root)
+    if first == len(units):
+        log(f"[hw2 render] {shown}: ran no cell, reused all {len(units)} (cells and paragraphs of inline "
+            f"expressions) from the cell cache in {time.time() - start:.1f} s" + _pruned(cache))
+        return []
+    # the earlier cells' statements that rebuild the state the cells to run need, each at its cell's line
+    replay = [Cell(code, {}, _line_of(units[i])) for i, code in cellcache.state_code(codes, first).items()]
+    # hw2's own folder too, wherever it is imported from: the run store hashes code the report never imports
+    watched = [str(root), str(_folder(project, "HW2_RESULTS_DIR", "results")), str(_folder(project, "HW2_DATA_DIR", "data")),
+               str(Path(__file__).resolve().parents[1])]
+    ignored = [str(root / cellcache.FOLDER), str(root / ".git"), str(doc.parent / f"{doc.stem}_files")]
+    if project.output_dir != root:  # the PDFs, which no cell reads
+        ignored.append(str(project.output_dir))
+    ran = execute(replay + units[first:], doc.parent, root, fig, replay=tuple(replay), watched=(watched, ignored))
+    for unit, code, result in zip(units[first:], codes[first:], ran[len(replay):]):
+        key = cellcache.lookup_key(state, code)
+        written = result.record.pop("written")
+        state = cellcache.after(key, {**result.record, "written": sorted(written.items())})
+        entry = {"record": result.record, "after": state, "notes": result.notes, "seconds": result.seconds,
+                 "where": _line_of(unit).where(root), "written": written}
+        if isinstance(unit, Cell):
+            entry["outputs"] = unit.outputs
+        else:
+            entry["values"] = [inline.value for inline in unit]
+        cache.save(key, entry)
+    slowest = sorted(((r.seconds, _line_of(u).where(root)) for u, r in zip(units[first:], ran[len(replay):])),
+                     reverse=True)
+    log(f"[hw2 render] {shown}: ran {len(units) - first} of {len(units)} (cells and paragraphs of inline "
+        f"expressions) from {_line_of(units[first]).where(root)} on ({reason}), reused {first} from the cell cache, "
+        f"ran statements of {len(replay)} of those again for the names they define"
+        + (f" ({', '.join(_line_of(u).where(root) for u in replay)})" if replay else "")
+        + f"; {time.time() - start:.1f} s (slowest: " + ", ".join(f"{w} {t:.1f} s" for t, w in slowest[:3]) + ")"
+        + _pruned(cache))
+    return units[first:]
+
+
+def _pruned(cache) -> str:
+    removed = cache.prune()
+    return f"; removed {removed} cache entries of earlier versions of its cells" if removed else ""
 
 
 def pre_render_commands(project: Project) -> list[str]:
@@ -842,11 +988,26 @@ def run_pre_render(project: Project, log=print) -> None:
                               f"see its output above")
 
 
-def render(root: Path | str = ".", log=print) -> list[Path]:
-    """Run the project's pre-render steps, then render every document."""
+def render(root: Path | str = ".", log=print, pre_render: bool = True) -> list[Path]:
+    """Run the project's pre-render steps (unless told not to: `hw2 preview` runs them once), then render every
+    document."""
     project = load_project(root)
-    run_pre_render(project, log)
+    if pre_render:
+        run_pre_render(project, log)
     return [render_document(project, doc, log) for doc in project.documents]
+
+
+def publish(root: Path, pdfs: list[Path], which: str, log=print) -> None:
+    """Copy each PDF to the top of the output folder (`_output/hw2-report.pdf`), where the submission and the
+    README look for it, in one rename."""
+    project = load_project(root)
+    for pdf in pdfs:
+        if not pdf.is_file():
+            raise RenderError(f"{_rel(pdf, root)} was not produced")
+        top = project.output_dir / pdf.name
+        if top != pdf:
+            replace_whole(top, lambda tmp, pdf=pdf: shutil.copyfile(pdf, tmp))
+        log(f"[hw2 render] PDF: {_rel(top, root)} (also at {_rel(pdf, root)}), rendered with {which}")
 
 
 MIN_QUARTO = (1, 7)
@@ -899,30 +1060,21 @@ def quarto_render(root: Path) -> list[Path]:
     return pdfs
 
 
-def main(root: str = ".", engine: str = "auto") -> int:
-    """`python -m hw2 render`: Quarto when it is on PATH (or asked for), else hw2's own renderer.
-
-    Each PDF is also copied to the top of the output folder (`_output/hw2-report.pdf`), where the
-    submission and the README look for it.
-    """
+def main(root: str = ".", engine: str = "auto", profile: str | None = None) -> int:
+    """`python -m hw2 render`: Quarto when it is on PATH (or asked for), else hw2's own renderer. `profile` is
+    Quarto's `--profile`: it becomes $QUARTO_PROFILE for both renderers, the pre-render step and the kernel."""
     root_path = Path(root).resolve()
+    if profile:
+        os.environ["QUARTO_PROFILE"] = profile
     try:
         engine, which = choose_engine(engine)
         print(f"[hw2 render] renderer: {which}", flush=True)
         pdfs = quarto_render(root_path) if engine == "quarto" else render(root_path)
-        project = load_project(root_path)
+        publish(root_path, pdfs, which)
     except RenderError as exc:
         print(f"hw2 render: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # the runs' own line (what each kept) is already printed above
         print("\nhw2 render: stopped by Ctrl-C; no PDF was written", file=sys.stderr)
         return 130
-    for pdf in pdfs:
-        if not pdf.is_file():
-            print(f"hw2 render: {_rel(pdf, root_path)} was not produced", file=sys.stderr)
-            return 1
-        top = project.output_dir / pdf.name
-        if top != pdf:
-            replace_whole(top, lambda tmp, pdf=pdf: shutil.copyfile(pdf, tmp))
-        print(f"[hw2 render] PDF: {_rel(top, root_path)} (also at {_rel(pdf, root_path)}), rendered with {which}")
     return 0

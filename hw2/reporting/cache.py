@@ -1,8 +1,9 @@
 """The render cache: values computed from code rather than from runs (SymPy derivations, counts on the model
 code), kept between renders so that re-rendering prose does not recompute them.
 
-Each entry is a header line (`hw2-cache <sha256 of the pickle>`) and the pickle: an entry damaged since it was
-written (truncated, overwritten, even by another valid pickle) is discarded and computed again, and said so.
+Each entry is the pickle in the checked format the renderer's cell cache also uses (`hw2.engine.cellcache`: a
+header line `hw2-cache <sha256 of the pickle>`): an entry damaged since it was written (truncated, overwritten,
+even by another valid pickle) is discarded and computed again, and said so.
 """
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import pickle
 import sys
 from pathlib import Path
 
-from hw2.engine import store
+from hw2.engine.cellcache import MAGIC, DamagedEntry, read_checked, write_checked
 from hw2.engine.paths import project_root
-
-MAGIC = b"hw2-cache "
 
 
 def cached(name: str, sources: list[str], compute, versions: tuple[str, ...] = ()):
@@ -37,28 +36,14 @@ def cached(name: str, sources: list[str], compute, versions: tuple[str, ...] = (
         print(f"[hw2] the render cache entry {path} was damaged ({exc}); discarded it and computed "
               f"{name} again", file=sys.stderr, flush=True)
     value = compute()
-    payload = pickle.dumps(value)
-    store.atomic_write_bytes(path, MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    write_checked(path, pickle.dumps(value))
     return value
-
-
-class DamagedEntry(Exception):
-    """A cache entry that is not what `cached` wrote."""
 
 
 def _read(path: Path):
     """The value kept in `path`; FileNotFoundError where there is none, DamagedEntry saying what is wrong with
     one that cannot be trusted."""
-    try:
-        header, _, payload = path.read_bytes().partition(b"\n")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise DamagedEntry(f"unreadable: {exc}") from None
-    if not header.startswith(MAGIC):
-        raise DamagedEntry("no hw2-cache header")
-    if header[len(MAGIC):] != hashlib.sha256(payload).hexdigest().encode():
-        raise DamagedEntry("its content differs from its recorded sha256")
+    payload = read_checked(path)
     try:
         return pickle.loads(payload)
     except Exception as exc:  # unpickling can fail in many ways (a class renamed since, a foreign protocol)
