@@ -136,7 +136,7 @@ def test_q3_facts_come_from_the_runs(results_dir):
     assert q3.fewer_wrong is None  # both decoders get every clip wrong
     assert q3.widest_gap_epoch()["epoch"] == 3
     assert 0 < q3.padding_share < 1
-    table = q3.evolution_table("tbl-e", "Evolution.").data
+    table = q3.evolution_table("tbl-e", "Evolution.").data.replace(markdown.NBSP, " ")
     assert "rnn 3" in table and "transformer 1" in table
     assert "Chance" in q3.test_table("tbl-t", "Test.").data
 
@@ -153,7 +153,7 @@ def test_worked_examples_score_as_the_skeleton_does():
 def test_a_diverged_run_shows_its_epoch_and_no_accuracy(results_dir):
     runfolders.q2_runs(diverged={(0.1, False): 2})
     q2 = report_q2.Q2Results("smoke")
-    table = q2.table("tbl-x", "All runs.").data
+    table = q2.table("tbl-x", "All runs.").data.replace(markdown.NBSP, " ")
     row = next(line for line in table.splitlines() if "| max " in line and " 0.1 " in line)
     assert "diverged at epoch 2" in row and "0.3250" not in row and "0.3440" not in row
     assert q2.best_pool.lr != 0.1 and q2.at(False, 0.1).diverged_epoch == 2
@@ -221,3 +221,85 @@ Last words.
     start = next(i for i, p in enumerate(pages) if "Table 1: Provenance." in p)
     assert "R0 k0" in pages[start] and "R89 k89" in pages[-1] and start < len(pages) - 1
     assert "Run Key" in pages[-1] and "Last words." in pages[-1]
+
+
+def test_table_cells_never_wrap_inside_a_number_or_a_short_phrase():
+    nbsp = markdown.NBSP
+    assert markdown.unbroken("between 512 and 1,024") == nbsp.join("between 512 and 1,024".split())
+    long = markdown.unbroken("8,192 would take ≈ 0.72 s > 0.5 s, the limit of one call")
+    assert f"≈{nbsp}0.72{nbsp}s{nbsp}>{nbsp}0.5{nbsp}s" in long and "the limit of one call" in long
+    assert markdown.unbroken("the doctor found the dark jewel in the garden") == "the doctor found the dark jewel in the garden"
+    import pandas as pd
+
+    table = markdown.table(pd.DataFrame([{"a": "0.7215 ± 0.0040", "b": "x"}]), "tbl-x", "T.", "no run").data
+    assert f"0.7215{nbsp}±{nbsp}0.0040" in table
+
+
+def test_sentences_compute_from_the_values_the_tables_print(results_dir):
+    from hw2.reporting.format import relative, shown
+
+    assert shown(0.73569) == 0.7357 and shown(None) != shown(None)
+    assert relative(0.7215, 0.8977)["of_larger"] == pytest.approx(0.1762 / 0.8977)
+    assert relative(0.7215, 0.8977)["of_smaller"] == pytest.approx(0.1762 / 0.7215)
+    runfolders.q2_runs()
+    q2 = report_q2.Q2Results("smoke")
+    table = q2.table("tbl-x", "Runs.").data
+    printed = sorted((c.shown("final_valid_acc") for c in q2.variant(False)), reverse=True)
+    for c in q2.variant(False):
+        assert c.printed("final_valid_acc") in table
+    # the margin a reader gets from the two printed accuracies, and its images from that margin
+    assert q2.choice_margin == pytest.approx(printed[0] - printed[1])
+    assert q2.choice_margin_images == round((printed[0] - printed[1]) * q2.n_val)
+
+
+def test_q3_error_study_locates_the_errors_in_the_saved_predictions(results_dir):
+    import pandas as pd
+
+    runfolders.q3_runs()
+    q3 = report_q3.Q3Results("smoke")
+    targets = ["<the dog ran home.>", "<a cat sat down quietly.>", "<the dog sat.>", "<a cat ran home quickly.>"]
+    predictions = {"rnn": ["<the dog ran home.>", "<a cat sat down home.>", "<the dog sat.>", "<a cat ran home quickly.>"],
+                   "transformer": ["<the dgo ran home.>", "<a cat sat down quietly.>", "<the dog sta.>",
+                                   "<a cat ran hom quickly.>"]}
+    for name, dec in q3.decoders.items():
+        dec.__dict__["predictions"] = pd.DataFrame({"target": targets, "prediction": predictions[name]})
+    study = q3.error_study
+    assert q3.vocabulary == {"the", "dog", "ran", "home", "a", "cat", "sat", "down", "quietly", "quickly"}
+    assert (study["rnn"]["wrong"], study["rnn"]["misspelt"], study["rnn"]["real_words"]) == (1, 0, 1)
+    assert (study["transformer"]["wrong"], study["transformer"]["misspelt"]) == (3, 3)
+    # "home" -> "quietly": three substitutions and three insertions; the swaps "dgo" and "sta" an insertion and a
+    # deletion each (Levenshtein has no transposition), "hom" one insertion
+    assert (study["rnn"]["replace"], study["rnn"]["insert"], study["rnn"]["delete"]) == (3, 3, 0)
+    assert (study["transformer"]["replace"], study["transformer"]["insert"], study["transformer"]["delete"]) == (0, 3, 2)
+    assert study["rnn"]["first_error"] == pytest.approx(15 / 23)  # "quietly" starts at character 15 of 23
+    assert q3.both_wrong == 0 and q3.median_length == 20
+    assert study["transformer"]["rate_longer"] == 0.5 and study["transformer"]["rate_shorter"] == 1.0
+    assert q3.error_example("transformer", misspelt=True) == {"target": "the dog ran home.", "prediction": "the dgo ran home."}
+    assert q3.error_example("rnn", misspelt=False)["prediction"] == "a cat sat down home."
+    table = q3.error_table("tbl-e", "Errors.").data
+    assert "Wrong transcripts" in table and "Runs R1, R2" in table
+    deletion = report_q3.deletion_example()
+    assert deletion["jaccard"] == pytest.approx(deletion["damerau_levenshtein"])  # one deletion costs both alike
+
+
+def test_the_template_keeps_headings_with_their_text_rows_whole_and_names_appendices(tmp_path):
+    pages = _typst_pages(tmp_path, """
+#metadata("title page") <titlepage-end>
+= First question
+#lorem(520)
+= Second question
+#lorem(60)
+#figure(table(columns: 2, ..range(160).map(i => ([R#i], [#lorem(3) #i])).flatten()), caption: [Rows.],
+  kind: table) <tbl-provenance>
+#set heading(numbering: "A.1")
+#counter(heading).update(0)
+= Measurements <sec-more>
+See #ref(<sec-more>, supplement: [Section]).
+""")
+    # the heading is never the last line of a page: it moves to the page of its first lines
+    heading_page = next(i for i, p in enumerate(pages) if "Second question" in p.split("Contents")[-1])
+    assert pages[heading_page].split("Second question")[-1].strip(), "a heading ends its page"
+    # a row of the long table is never split: each row's two cells are on one page
+    for i in range(160):
+        assert sum(f"R{i} " in p for p in pages) == 1
+    assert "See Appendix A." in pages[-1] and "A Measurements" in pages[-1]

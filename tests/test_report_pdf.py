@@ -84,6 +84,21 @@ def test_every_subquestion_has_its_section(rendered):
     assert "Contributions of the group members" in text
 
 
+def test_the_answers_come_first_within_nine_pages_and_the_whole_within_eighteen(rendered):
+    """The main text (title page, contents, the answers and the contribution statement) ends before the first
+    appendix, at most nine pages in; everything else is in appendices, at most eighteen pages in all."""
+    _, _, pdf = rendered
+    pages = page_texts(pdf)
+    first_appendix = next(i for i, page in enumerate(pages) if i and "A Question 1: the attention benchmark" in page)
+    assert first_appendix <= 9 and len(pages) <= 18, (first_appendix, len(pages))
+    main = " ".join(pages[:first_appendix + 1]).split("A Question 1: the attention benchmark")[-2]
+    for q in SUBQUESTIONS:
+        assert re.search(rf"\d+\.\d+ {re.escape(q)}:", main), f"{q} is not in the main text"
+    assert "Contributions of the group members" in main
+    for later in ("B Question 2: further analyses", "C Question 3: further analyses", "D Data, runs and provenance"):
+        assert later in " ".join(pages[first_appendix:])
+
+
 def test_every_table_and_figure_cites_its_runs_in_the_provenance_appendix(rendered):
     project, runs, pdf = rendered
     text = pdf_text(pdf)
@@ -106,30 +121,33 @@ def test_every_table_and_figure_cites_its_runs_in_the_provenance_appendix(render
         assert re.search(r"Runs? R\d+", caption) and "#ref(<tbl-provenance>" in caption, caption
         assert "seed" not in caption and not any(key in caption for key in keys), caption
     assert len(re.findall(rf"\(Table {appendix}\)", text)) >= len(citing)
-    assert "on generated stand-in data" in text and "Stand-in data. We checked the data source of every run" in text
+    assert "on generated stand-in data" in text and "on generated stand-ins for OCTMNIST and LJ Speech" in text
 
 
 def test_the_provenance_appendix_lists_every_run_shown_from_its_folder(rendered):
     project, runs, pdf = rendered
     shown = numbered_runs("smoke")
     assert sorted(r.path for r in shown) == sorted(r.path for rs in runs.values() for r in rs)
-    appendix = document_typ(project).split("Appendix: provenance of the runs")[1].replace("\\", "")
+    appendix = document_typ(project).split("Data, runs and provenance")[-1].replace("\\", "")
     for n, run in enumerate(shown, start=1):
         row = appendix.split(f"[R{n}]")[1].split(f"[R{n + 1}]")[0]
         for value in (run.name, run.summary["data_source"], run.config["code"][:12],
                       run.env["git_commit"] or "not recorded",
                       run.env["python"], run.env["torch"], f"{run.env['wall_time_s']:.1f} s"):
             assert value in row, (n, value)
-    assert "Appendix: provenance of the runs" in pdf_text(pdf)
+    assert "Data, runs and provenance" in pdf_text(pdf)
 
 
 def test_the_title_page_holds_the_contents_and_no_page_leaves_a_large_gap(rendered):
+    """The title page holds the group, one sentence on the data and the contents, and Question 1 starts there; no
+    page but the last leaves a blank over 15 % of its text area."""
     import numpy as np
     from PIL import Image
 
     _, _, pdf = rendered
     first = page_texts(pdf)[0]
-    assert "Group 42" in first and "Contents" in first and "Appendix: provenance of the runs" in first
+    assert "Group 42" in first and "Contents" in first and "Data, runs and provenance" in first
+    assert "Every measured number, table and figure comes from runs of profile smoke" in first
     assert first.count("Question 1: self-attention") == 2  # in the contents, and its chapter starts here
     with tempfile.TemporaryDirectory() as folder:
         subprocess.run(["pdftoppm", "-gray", "-r", "30", str(pdf), f"{folder}/page"], check=True)
@@ -141,7 +159,7 @@ def test_the_title_page_holds_the_contents_and_no_page_leaves_a_large_gap(render
             for row in inked:
                 gap = 0 if row else gap + 1
                 longest = max(longest, gap)
-            assert longest < 0.2 * len(inked), f"{image.name}: a blank gap of {longest / len(inked):.0%} of the page"
+            assert longest < 0.15 * len(inked), f"{image.name}: a blank gap of {longest / len(inked):.0%} of the page"
 
 
 def test_question_3_floats_follow_their_first_citation_within_its_section(rendered):
@@ -170,13 +188,15 @@ def test_title_page_and_contribution_statement(rendered):
     assert "Group 42" in text and "Rita Teste 99001 rita@example.org" in text
     assert "Rita Teste (99001) wrote the derivations of Question 1." in text
     assert "Zeca Prova (99002) trained the networks of Questions 2 and 3." in text
-    assert f"git commit {store.git_commit() or 'unknown'}"[:22] in text
+    # the document talks about the homework, not about the tool that made it
+    for tool in ("make submission", "git commit", "run store", "computed from the code while rendering", "hw2"):
+        assert tool not in text, tool
 
 
 def test_the_report_states_its_checks_as_ours(rendered):
     _, _, pdf = rendered
     text = pdf_text(pdf)
-    assert "We computed every measured number, table and figure below from these runs, all of profile smoke" in text
+    assert "Every measured number, table and figure comes from runs of profile smoke" in text
     assert re.search(r"We checked what the skeleton.s fixed sizes cut off: .{0,80}which cropped \d+ of our clips, "
                      r".{0,80}which truncated \d+ of ours\.", text)
     for meta in ("HW2_STALE", "Runs shown in this report", "What these runs change", "see above)", "in these runs"):
@@ -198,8 +218,10 @@ def test_numbers_printed_are_those_of_the_run_folders(rendered):
     lines = [" ".join(line.replace("\u2212", "-").split()) for line in layout.stdout.splitlines()]
 
     def plain(markup: str) -> str:
-        """A cell's text as the PDF shows it: no emphasis markup or escapes, "--" as an en dash."""
+        """A cell's text as the PDF shows it: no emphasis markup or escapes, "--" as an en dash, a non-breaking
+        space as a space."""
         markup = re.sub(r"#(?:strong|emph)\[(.*?)\];?", r"\1", markup)
+        markup = re.sub(r"(?<!\\)~", " ", markup).replace("\u00a0", " ")
         return re.sub(r"\\(.)", r"\1", markup).replace("--", "\u2013").strip()
 
     def cells(source: str) -> list[str]:
@@ -323,8 +345,9 @@ def test_editing_prose_reruns_no_experiment(rendered):
 
 
 def _numbers(text: str) -> list[str]:
-    """The decimal numbers of a report's text (dates, page numbers and commit hashes have no decimals)."""
-    return sorted(re.findall(r"(?<![\w.])\d[\d,]*\.\d+", text))
+    """The decimal numbers of a report's text (dates, page numbers and commit hashes have no decimals), also where
+    glued to a letter: a superscript (L^1.10) is extracted beside its base by one renderer, apart by the other."""
+    return sorted(re.findall(r"(?<![\d.])\d[\d,]*\.\d+", text))
 
 
 def _captions(text: str) -> list[str]:
@@ -360,6 +383,6 @@ def test_quarto_renders_the_same_report(request, tmp_path):
     for text in (ours, theirs):
         assert not re.search(r"\\[A-Za-z]+|\$|\\\.", text), re.search(r".{30}(\\[A-Za-z]+|\$|\\\.).{30}", text)
         # every inline value evaluated and its Markdown rendered, the title page's notes included
-        assert "{python}" not in text and "**" not in text and "Stand-in data. We checked the data source" in text
+        assert "{python}" not in text and "**" not in text and "generated stand-ins for OCTMNIST and LJ Speech" in text
         assert "References" in text and "Bibliography" not in text
     assert "Could not convert TeX math" not in done.stderr

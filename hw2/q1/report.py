@@ -184,6 +184,13 @@ class Q1Results:
         return float((self.history["wall_time_s"] / self.history["time_s"]).median())
 
     @property
+    def quartile_spread(self) -> dict[str, float]:
+        """The spread between the quartiles of a cell's samples as a share of their median: its median and its
+        largest over all (method, D, length) cells (too small to see on a log scale when a few percent)."""
+        spread = (self.history["time_q3_s"] - self.history["time_q1_s"]) / self.history["time_s"]
+        return {"median": float(spread.median()), "max": float(spread.max())}
+
+    @property
     def caches(self) -> dict[str, int]:
         """The device's data cache sizes in bytes by level, as the run read them."""
         return dict(self.summary["caches"])
@@ -252,7 +259,7 @@ class Q1Results:
             ax.set_xlabel("Sequence length L")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=6.5, frameon=False)
+            ax.legend(fontsize=8, frameon=False)
         return fig
 
     def error_figure(self, label: str, text: str):
@@ -260,7 +267,7 @@ class Q1Results:
         import matplotlib.pyplot as plt
 
         kinds = list(self.summary["error_study"]["kinds"])
-        fig, axes = plt.subplots(1, len(kinds), figsize=(2.2 * len(kinds) + 0.6, 2.8), squeeze=False,
+        fig, axes = plt.subplots(1, len(kinds), figsize=(min(2.2 * len(kinds) + 0.6, 6.4), 2.8), squeeze=False,
                                  sharey=True, layout="constrained")
         for ax, kind in zip(axes[0], kinds):
             for order in self.summary["error_study"]["orders"]:
@@ -275,7 +282,7 @@ class Q1Results:
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.grid(alpha=0.3, which="both")
-        axes[0][0].legend(fontsize=7, frameon=False)
+        axes[0][0].legend(fontsize=8, frameon=False)
         return figure(fig, label, text, [self.run], width="100%")
 
     def exponent_table(self, label: str, text: str):

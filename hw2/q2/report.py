@@ -11,7 +11,7 @@ from hw2.engine import registry
 from hw2.engine.store import LoadedRun, RunError
 from hw2.q2 import config, octmnist
 from hw2.reporting.cache import cached
-from hw2.reporting.format import mean_std
+from hw2.reporting.format import mean_std, shown
 from hw2.reporting.markdown import figure, table
 from hw2.reporting.runs import pool_each, require_runs, run_refs
 
@@ -43,6 +43,15 @@ class Q2Config:
     def mean(self, key: str) -> float:
         vals = [v for v in self.values(key) if v == v]
         return statistics.mean(vals) if vals else float("nan")
+
+    def printed(self, key: str) -> str:
+        """The value as the runs table prints it ('0.7215', or '0.7215 ± 0.0040' over seeds): the one string
+        both the table and the sentences use."""
+        return mean_std(self.values(key))
+
+    def shown(self, key: str) -> float:
+        """The (mean) value as printed, as a number: what a sentence's differences are computed from."""
+        return shown(self.mean(key))
 
     @property
     def diverged(self) -> bool:
@@ -169,8 +178,9 @@ class Q2Results:
 
     @property
     def choice_margin(self) -> float:
-        """How far the chosen learning rate is ahead of the next best on validation accuracy (max pooling)."""
-        ranked = sorted((c.mean("final_valid_acc") for c in self.variant(False) if not c.diverged), reverse=True)
+        """How far the chosen learning rate is ahead of the next best on validation accuracy (max pooling), from
+        the values the runs table prints."""
+        ranked = sorted((c.shown("final_valid_acc") for c in self.variant(False) if not c.diverged), reverse=True)
         return ranked[0] - ranked[1] if len(ranked) > 1 else float("nan")
 
     @property
@@ -182,7 +192,7 @@ class Q2Results:
 
     @property
     def choice_margin_images(self) -> int:
-        """The choice margin in validation images."""
+        """The choice margin in validation images (from the printed accuracies, as a reader would compute it)."""
         return round(self.choice_margin * self.n_val)
 
     @property
@@ -256,43 +266,44 @@ class Q2Results:
                 "Run": run_refs(c.runs),
                 "Pooling": "max" if not c.no_maxpool else "none",
                 "lr": f"**{c.lr:g}{mark}**" if mark else f"{c.lr:g}",
-                "Train loss": mean_std(c.values("final_train_loss")) if not c.diverged else status,
-                "Val. acc.": (mean_std(c.values("final_valid_acc")) + (" (collapsed)" if c.collapsed_to else "")
+                "Train loss": c.printed("final_train_loss") if not c.diverged else status,
+                "Val. acc.": (c.printed("final_valid_acc") + (" (collapsed)" if c.collapsed_to else "")
                               if not c.diverged else "–"),
-                "Test acc.": mean_std(c.values("test_acc")) if not c.diverged else "–",
-                "Test acc. (all)": mean_std(c.values("test_acc_full")) if not c.diverged else "–",
+                "Test acc.": c.printed("test_acc") if not c.diverged else "–",
+                "Test acc. (all)": c.printed("test_acc_full") if not c.diverged else "–",
                 "Params": f"{int(c.runs[0].summary['n_params']):,}",
             })
         return table(pd.DataFrame(rows), label, text, self.runs)
 
-    def curves(self, column: str, ylabel: str, label: str, text: str, also: str | None = None):
-        """`column` of history.csv against epoch for the network of Q2.1 (max pooling, its chosen learning rate) and
-        that of Q2.2 (no pooling, the same learning rate)."""
+    def learning_rate_figure(self, label: str, text: str):
+        """Q2.1's network (max pooling) at every learning rate of the sweep: the training loss (the skeleton's
+        running mean, left) and the validation accuracy (right) against the epoch, the chosen learning rate drawn
+        thick and the others thin."""
         import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
-        shown = []
-        for nm, colour in ((False, "tab:blue"), (True, "tab:orange")):
-            c = self.no_pool_at_chosen_lr if nm else self.best_pool
-            shown += c.runs
-            for col, style, suffix in ((column, "-", ""), (also, "--", " (per-epoch mean)")):
-                if col is None:
-                    continue
-                curves = np.array([r.history[col].to_numpy(dtype=float) for r in c.runs])
+        fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.7), layout="constrained")
+        chosen, colours = self.best_pool, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+        for c, colour in zip(self.variant(False), colours):
+            thick = c is chosen
+            for ax, column in zip(axes, ("train_loss_cumulative", "valid_acc")):
+                curves = np.array([r.history[column].to_numpy(dtype=float) for r in c.runs])
                 epochs = c.runs[0].history["epoch"].to_numpy()
                 mean = np.nanmean(curves, axis=0)
-                ax.plot(epochs, mean, style, color=colour, marker="o" if style == "-" else None, markersize=3,
-                        label=f"{c.variant}, lr {c.lr:g}{suffix}")
+                ax.plot(epochs, mean, "-", color=colour, marker="o", markersize=3.5 if thick else 2.5,
+                        linewidth=2.4 if thick else 1.0, alpha=1 if thick else 0.75, zorder=3 if thick else 2,
+                        label=f"lr {c.lr:g}" + (" (chosen)" if thick else "")
+                        + (f", diverged at epoch {c.diverged_epoch}" if c.diverged else ""))
                 if len(c.runs) > 1:
                     std = np.nanstd(curves, axis=0, ddof=1)
                     ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
-        return figure(fig, label, text, shown)
+        for ax, ylabel in zip(axes, ("Training loss (running mean)", "Validation accuracy")):
+            ax.set_xlabel("Epoch")
+            ax.set_ylabel(ylabel)
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=8, frameon=False)
+        return figure(fig, label, text, [r for c in self.variant(False) for r in c.runs], width="100%")
 
 
 LAYERS = ("input", "conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "fc2", "fc3")
@@ -369,9 +380,6 @@ def q2_params() -> dict:
     """{no_maxpool: {"total", "features", "layers"}} counted on `hw2.q2.cnn` (cached per module version;
     importing torch alone takes seconds)."""
     return cached("q2-params", ["hw2.q2.cnn"], _count_cnn_params)
-
-
-
 
 
 def conv_output(n: int, kernel: int, stride: int, padding: int) -> int:

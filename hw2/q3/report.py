@@ -14,7 +14,7 @@ from hw2.engine.store import LoadedRun, RunError
 from hw2.q3 import config
 from hw2.q3.constants import DECODERS, N_FRAMES
 from hw2.q3.metrics import SIMILARITIES
-from hw2.reporting.format import fmt, mean_std
+from hw2.reporting.format import fmt, mean_std, shown
 from hw2.reporting.markdown import figure, table
 from hw2.reporting.runs import pool_each, require_runs
 
@@ -59,6 +59,15 @@ class Q3Decoder:
         values = [v for v in self.test_values(metric) if v == v]
         return statistics.mean(values) if values else float("nan")
 
+    def printed(self, metric: str) -> str:
+        """A test value as the test table prints it (mean ± std over seeds): the table and the sentences use
+        this one string."""
+        return mean_std(self.test_values(metric))
+
+    def shown(self, metric: str) -> float:
+        """The (mean) test value as printed, as a number: what a sentence compares and subtracts."""
+        return shown(self.test(metric))
+
     def last_val(self, metric: str) -> float:
         column = "val_loss" if metric == "loss" else f"val_{SIMILARITIES[metric]}"
         return float(self.run.history[column].iloc[-1])
@@ -101,7 +110,13 @@ class Q3Decoder:
 
     @property
     def train_minutes(self) -> float:
+        """The minutes of the training steps alone (the run's wall time, in the provenance table, adds the
+        features, validation and test)."""
         return float(self.summary("train_seconds")) / 60
+
+    @property
+    def train_minutes_printed(self) -> str:
+        return f"{self.train_minutes:.1f}"
 
     @property
     def seconds_per_step(self) -> float:
@@ -198,6 +213,11 @@ class Q3Decoder:
     @property
     def distinct_targets(self) -> int:
         return int(self.predictions["target"].nunique())
+
+    def wrong(self):
+        """The test clips whose greedy prediction is not exactly the target (index, target, prediction, ...)."""
+        p = self.predictions
+        return p[p["prediction"] != p["target"]]
 
     def error_operations(self) -> dict[str, int]:
         """Over the test clips, the character edits (Levenshtein: replace, insert, delete) that turn each
@@ -300,6 +320,9 @@ class Q3Results:
         """The similarity of unrelated test transcripts (each scored against the next), a chance baseline."""
         return float(self.rnn.summary("chance")[SIMILARITIES[metric]])
 
+    def chance_printed(self, metric: str) -> str:
+        return fmt(self.chance(metric))
+
     @property
     def threshold(self) -> float:
         return listening_threshold(self.chance("damerau_levenshtein"))
@@ -314,8 +337,8 @@ class Q3Results:
         return min(reached, key=reached.get)
 
     def gap(self, metric: str) -> float:
-        """|Transformer - LSTM| on the test set."""
-        return abs(self.transformer.test(metric) - self.rnn.test(metric))
+        """|Transformer - LSTM| on the test set, from the printed values."""
+        return abs(self.transformer.shown(metric) - self.rnn.shown(metric))
 
     @property
     def loss_floor(self) -> float:
@@ -351,7 +374,7 @@ class Q3Results:
 
     def relative_gap(self, metric: str) -> float:
         """The similarity gap as a share of the room above chance, 1 - chance."""
-        return self.gap(metric) / (1 - self.chance(metric))
+        return self.gap(metric) / (1 - shown(self.chance(metric)))
 
     def most_separating(self) -> str | None:
         """The similarity whose gap between the decoders is largest both in raw terms and relative to its room
@@ -384,8 +407,85 @@ class Q3Results:
         return float((a == b).mean())
 
     def ordering(self, decoder: Q3Decoder) -> list[str]:
-        """The similarities from highest to lowest test value."""
-        return sorted(SIMILARITIES, key=lambda m: -decoder.test(m))
+        """The similarities from highest to lowest printed test value."""
+        return sorted(SIMILARITIES, key=lambda m: -decoder.shown(m))
+
+    def lowest_two(self, decoder: Q3Decoder) -> tuple[str, str, float]:
+        """The two lowest similarities of a decoder and how far apart their printed test values are."""
+        order = self.ordering(decoder)
+        low, next_low = order[-1], order[-2]
+        return low, next_low, decoder.shown(next_low) - decoder.shown(low)
+
+    # --- where the decoders' test errors are
+
+    @cached_property
+    def vocabulary(self) -> set[str]:
+        """The words of all test transcripts (the corpus's vocabulary as far as the runs record it)."""
+        return {w for t in self.rnn.predictions["target"] for w in _words(t)}
+
+    @cached_property
+    def error_study(self) -> dict[str, dict]:
+        """Per decoder, what its wrong test transcripts look like, from its saved predictions: how many; how many
+        hold a word found in no test transcript (a misspelling) and how many only real words in a wrong place
+        or the wrong word; the character edits by kind; where the first wrong character falls (its share of the
+        transcript's length, median); the mean length of the wrong transcripts against all; the error rate on
+        the longer and the shorter half of the transcripts (split at the median length)."""
+        import numpy as np
+
+        out = {}
+        lengths = self.rnn.predictions["target"].str.len() - 2  # without "<" and ">"
+        longer = lengths > lengths.median()
+        for name, d in self.decoders.items():
+            wrong = d.wrong()
+            misspelt = sum(any(w not in self.vocabulary for w in _words(p)) for p in wrong["prediction"])
+            firsts = [_first_difference(t, p) for t, p in zip(wrong["target"], wrong["prediction"])]
+            is_wrong = d.predictions["prediction"] != d.predictions["target"]
+            out[name] = {"wrong": len(wrong), "misspelt": int(misspelt), "real_words": len(wrong) - int(misspelt),
+                         **d.error_operations(),
+                         "first_error": float(np.median(firsts)) if firsts else float("nan"),
+                         "wrong_length": float((wrong["target"].str.len() - 2).mean()) if len(wrong) else float("nan"),
+                         "length": float(lengths.mean()),
+                         "rate_longer": float(is_wrong[longer].mean()), "rate_shorter": float(is_wrong[~longer].mean())}
+        return out
+
+    def error_example(self, decoder: str, misspelt: bool) -> dict | None:
+        """The first wrong test transcript of a decoder that holds a misspelt word (or, `misspelt` false, only
+        real words): its target and prediction, without "<" and ">"."""
+        for target, prediction in zip(self.decoders[decoder].wrong()["target"], self.decoders[decoder].wrong()["prediction"]):
+            if any(w not in self.vocabulary for w in _words(prediction)) == misspelt:
+                return {"target": str(target).strip("<>"), "prediction": str(prediction).strip("<>")}
+        return None
+
+    @property
+    def both_wrong(self) -> int:
+        """Test clips that both decoders get wrong."""
+        a, b = self.rnn.predictions, self.transformer.predictions
+        return int(((a["prediction"] != a["target"]) & (b["prediction"] != b["target"])).sum())
+
+    @property
+    def median_length(self) -> float:
+        lengths = self.rnn.predictions["target"].str.len() - 2
+        return float(lengths.median())
+
+    def error_table(self, label: str, text: str):
+        """`error_study` side by side: one row per measure, one column per decoder."""
+        import pandas as pd
+
+        study = self.error_study
+        rows = [("Wrong transcripts", "wrong", "{:,}"),
+                ("… holding a word of no test transcript", "misspelt", "{:,}"),
+                ("… of real words only", "real_words", "{:,}"),
+                ("Character substitutions", "replace", "{:,}"),
+                ("Character insertions", "insert", "{:,}"),
+                ("Character deletions", "delete", "{:,}"),
+                ("First wrong character (median share of the transcript)", "first_error", "{:.0%}"),
+                ("Wrong transcripts, mean length (characters)", "wrong_length", "{:.1f}"),
+                ("All test transcripts, mean length (characters)", "length", "{:.1f}"),
+                (f"Error rate, transcripts over {self.median_length:g} characters", "rate_longer", "{:.1%}"),
+                (f"Error rate, transcripts up to {self.median_length:g} characters", "rate_shorter", "{:.1%}")]
+        frame = pd.DataFrame([{"": name, **{DECODER_NAMES[d].replace(" decoder", ""): form.format(study[d][key])
+                                             for d in self.decoders}} for name, key, form in rows])
+        return table(frame, label, text, self.runs)
 
 
     # --- tables and figures
@@ -395,12 +495,12 @@ class Q3Results:
 
         decoders = list(self.decoders.values())
         rows = [("Trainable parameters", [f"{d.n_params:,}" for d in decoders], ""),
-                ("Training time (min)", [f"{d.train_minutes:.1f}" for d in decoders], ""),
+                ("Training steps (min)", [d.train_minutes_printed for d in decoders], ""),
                 ("Validation loss, last epoch", [fmt(d.last_val("loss")) for d in decoders], ""),
                 ("Validation Damerau–Levenshtein, last epoch", [fmt(d.last_val("damerau_levenshtein")) for d in decoders],
                  ""),
-                ("Test loss", [mean_std(d.test_values("loss")) for d in decoders], ""),
-                *((f"Test {SIMILARITY_LABELS[m]}", [mean_std(d.test_values(m)) for d in decoders], fmt(self.chance(m)))
+                ("Test loss", [d.printed("loss") for d in decoders], ""),
+                *((f"Test {SIMILARITY_LABELS[m]}", [d.printed(m) for d in decoders], self.chance_printed(m))
                   for m in SIMILARITIES)]
         frame = pd.DataFrame([{"": name, **{d.label.replace(" decoder", ""): v for d, v in zip(decoders, values)},
                                "Chance": chance} for name, values, chance in rows])
@@ -430,7 +530,7 @@ class Q3Results:
         for i in range(min(n, *(len(p) for p in preds.values()))):
             row = {"Target": _markdown_text(_clip(preds["rnn"]["target"][i], width))}
             for d, p in preds.items():
-                row[DECODER_NAMES[d].replace(" decoder", "")] = _markdown_text(_clip(p["prediction"][i], width))
+                row[DECODER_NAMES[d].replace(" decoder", "")] = _markdown_text(_clip(_runs(p["prediction"][i]), width))
             rows.append(row)
         return table(pd.DataFrame(rows), label, text, [d.run for d in self.decoders.values()])
 
@@ -466,10 +566,10 @@ class Q3Results:
                 ax.yaxis.set_minor_formatter(NullFormatter())
             top = ax.secondary_xaxis("top", functions=(lambda x, n=dec.steps_per_epoch: x / n,
                                                        lambda e, n=dec.steps_per_epoch: e * n))
-            top.set_xlabel("Epoch", fontsize=7)
-            top.tick_params(labelsize=7)
+            top.set_xlabel("Epoch", fontsize=8)
+            top.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=6.5, frameon=False)
+        axes[0].legend(fontsize=8, frameon=False)
         return figure(fig, label, text, self.runs, width="100%")
 
     def loss_figure(self, label: str, text: str):
@@ -491,7 +591,7 @@ class Q3Results:
             ax.set_title(dec.label, fontsize=9)
             ax.set_xlabel("Encoder frame")
             ax.set_ylabel("Output token" if ax is axes[0] else " ")
-            fig.colorbar(image, ax=ax, shrink=0.9).set_label("Attention weight", fontsize=7)
+            fig.colorbar(image, ax=ax, shrink=0.9).set_label("Attention weight", fontsize=8)
         return figure(fig, label, text, [d.run for d in self.decoders.values()], width="100%")
 
     @property
@@ -517,15 +617,15 @@ def decoder_access_figure(label: str, text: str, note: str, transcript: str = "<
     for ax, grid, title in ((axes[0], recurrent, "LSTM: token t and the state from t − 1"),
                             (axes[1], causal, "Transformer: tokens 1..t, causal mask")):
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=1)
-        ax.set_xticks(range(n), ticks, fontsize=7)
-        ax.set_yticks(range(n), ticks, fontsize=7)
-        ax.set_title(title, fontsize=8)
+        ax.set_xticks(range(n), ticks, fontsize=8)
+        ax.set_yticks(range(n), ticks, fontsize=8)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("Token read")
         ax.set_ylabel("Input token of the position")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(2)), plt.Rectangle((0, 0), 1, 1, color=cmap(1)),
                plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey")]
     fig.legend(handles, ["read directly", "only through the recurrent state", "hidden (future)"],
-               loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+               loc="outside lower center", ncols=3, fontsize=9, frameon=False)
     return figure(fig, label, text, note, width="85%")
 
 
@@ -552,6 +652,25 @@ def substitution_example(text: str = "tina saw five carpets.", old: str = "v", n
     changed = text.replace(old, new, 1)
     return {"target": text, "prediction": changed, "old": old, "new": new, "length": len(text) + 2,
             **_scores(text, changed)}
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", str(text).lower())
+
+
+def _first_difference(target: str, prediction: str) -> float:
+    """Where the first character of `prediction` that differs from `target` falls, as a share of the target's
+    length (without "<" and ">"); 1 when one is a prefix of the other."""
+    target, prediction = str(target).strip("<>"), str(prediction).strip("<>")
+    first = next((i for i, (a, b) in enumerate(zip(target, prediction)) if a != b), min(len(target), len(prediction)))
+    return first / max(len(target), 1)
+
+
+def deletion_example(text: str = "tina saw five carpets.", drop: str = "v") -> dict:
+    """The same transcript with one letter left out: one element fewer in the union for Jaccard, one edit for
+    Damerau–Levenshtein."""
+    changed = text.replace(drop, "", 1)
+    return {"target": text, "prediction": changed, "dropped": drop, **_scores(text, changed)}
 
 
 def _runs(text: str, longest: int = 5) -> str:

@@ -15,6 +15,20 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def shown(value: float | None, digits: int = 4) -> float:
+    """`value` as the report prints it with `digits` decimals, as a number (NaN for none). A sentence that
+    subtracts or divides printed values computes from these, so that its result is what a reader gets from
+    the table beside it."""
+    return float("nan") if value is None or value != value else float(fmt(value, digits))
+
+
+def relative(a: float, b: float) -> dict:
+    """How far apart two printed values are: the difference, and that difference as a share of the larger
+    and of the smaller (a sentence names which it uses)."""
+    diff = abs(a - b)
+    return {"difference": diff, "of_larger": diff / max(abs(a), abs(b)), "of_smaller": diff / min(abs(a), abs(b))}
+
+
 def mean_std(values: Iterable[float], digits: int = 4) -> str:
     """'0.8123' for one value, '0.8123 ± 0.0040' (sample std) for several."""
     values = [v for v in values if v is not None]

@@ -11,7 +11,7 @@ from hw2.reporting.markdown import markdown_text
 from hw2.reporting.runs import PROVENANCE_LABEL, numbered_runs
 from hw2.reporting.wording import earlier_code
 
-PROVENANCE_COLUMNS = {"Run": 4, "Folder in the run store; data": 20, "Configuration": 36, "Code": 14,
+PROVENANCE_COLUMNS = {"Run": 4, "Run folder; data": 20, "Configuration": 36, "Code": 14,
                       "Environment": 16, "Wall time": 10}  # relative widths (dashes of the separator row)
 
 

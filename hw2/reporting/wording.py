@@ -26,7 +26,8 @@ from hw2.reporting.runs import PROVENANCE_LABEL, LeftOut, run_refs, source_kind
 DEVIATION_WORDS = {"corpus": "corpus", "n_clips": "clips in the corpus", "audio_frames": "frames per clip",
                    "batch_size": "training batch size", "epochs": "epochs", "n_encoder_layers": "encoder blocks",
                    "lr": "learning rate", "weight_decay": "weight decay", "label_smoothing": "label smoothing",
-                   "eval_batch_size": "evaluation batch size", "bf16": "precision"}
+                   "eval_batch_size": "evaluation batch size", "bf16": "precision",
+                   "max_steps": "optimizer steps per epoch"}
 CORPUS_WORDS = {"ljspeech": "LJ Speech 1.1", "short": "the short-sentence stand-in"}
 
 
