@@ -1,5 +1,5 @@
-"""Command line: `python -m hw2 runs q2`, `python -m hw2 status`, `python -m hw2 data verify`, `python -m hw2 render`,
-`python -m hw2 submission`."""
+"""Command line: `python -m hw2 runs q2`, `python -m hw2 status`, `python -m hw2 data [status|fetch|verify] [q2]`,
+`python -m hw2 render`, `python -m hw2 preview`, `python -m hw2 submission`."""
 from __future__ import annotations
 
 import argparse
@@ -25,13 +25,29 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--root", default=".", help="the project folder (holds _quarto.yml)")
     render.add_argument("--engine", choices=["auto", "quarto", "hw2"], default="auto",
                         help="auto: quarto if it is on PATH, else hw2's own renderer")
+    render.add_argument("--profile", default=None,
+                        help="Quarto's project profile(s), as `quarto render --profile`: sets $QUARTO_PROFILE (smoke, "
+                             "quick, full choose hw2's profile) and merges _quarto-<profile>.yml")
+    preview = sub.add_parser("preview", help="render with hw2's renderer, then again on every save (report/, "
+                                             "_quarto*.yml, the package, the run store)")
+    preview.add_argument("--root", default=".", help="the project folder (holds _quarto.yml)")
+    preview.add_argument("--profile", default=None, help="Quarto's project profile(s), as for render")
     submission = sub.add_parser("submission", help="zip the PDF and the code as hw2-group<N>.zip")
     submission.add_argument("--root", default=".", help="the project folder")
     status = sub.add_parser("status", help="which runs of a profile are current, stale (and why) or missing")
     status.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
-    data = sub.add_parser("data", help="data verify: check each question's data against its recorded digests")
-    data.add_argument("action", choices=["verify"])
+    data = sub.add_parser("data", help="which data each question uses (status), download the real data (fetch), or "
+                                       "check it against its recorded digests (verify)")
+    data.add_argument("action", nargs="?", default="status", choices=["status", "fetch", "verify"],
+                      help="status (the default), fetch (download whatever the profile) or verify (hash every file)")
+    data.add_argument("question", nargs="?", choices=registry.questions(), help="one question (default: all)")
     data.add_argument("--profile", default=None, help="full, quick or smoke (default: $PROFILE or auto)")
+    rehearse = sub.add_parser("rehearse", help="every full-profile experiment for a few steps on this machine, "
+                                               "into a scratch store; step times, projections and memory")
+    rehearse.add_argument("--size", choices=["few-steps", "one-step"], default="few-steps",
+                          help="few-steps (the default) or one-step (the test suite's)")
+    rehearse.add_argument("--store", default=None, help="the scratch run store (default: results-rehearsal/)")
+    rehearse.add_argument("--jobs", type=_positive, default=2, help="runs to execute at once")
     args = parser.parse_args(argv)  # an unknown flag or extra argument is an error, never ignored
 
     if args.command in ("runs", "status", "data"):
@@ -42,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cpu_threads()  # HW2_THREADS, checked once here rather than in every notebook
             _check_data_folder()
-            return {"runs": _runs, "status": _status, "data": _verify}[args.command](args)
+            return {"runs": _runs, "status": _status, "data": _data}[args.command](args)
         except UserError as exc:  # what the user can fix: one line, no traceback
             print(f"hw2: {exc}", file=sys.stderr)
             return 2
@@ -56,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:  # outside the notebooks (preparing data, between questions)
             print(f"\n{NOTHING_IN_PROGRESS if args.command == 'runs' else '[hw2] stopped by Ctrl-C'}", file=sys.stderr)
             return 130
+    if args.command == "rehearse":
+        from hw2.rehearse import main as rehearse_main
+
+        return rehearse_main(args.size, args.store, args.jobs)
     if args.command == "render":
         from hw2.engine.render import main as render_main
 
-        return render_main(args.root, args.engine)
+        return render_main(args.root, args.engine, args.profile)
+    if args.command == "preview":
+        from hw2.engine.preview import main as preview_main
+
+        return preview_main(args.root, args.profile)
     if args.command == "submission":
         from hw2.engine.submission import main as submission_main
 
@@ -88,13 +112,68 @@ def _runs(args) -> int:
     return max(run_question(q, args.profile, args.jobs) for q in questions)
 
 
+def _data(args) -> int:
+    return {"status": _data_status, "fetch": _fetch, "verify": _verify}[args.action](args)
+
+
+# How `data` names each kind of data source, and what makes it that kind.
+KINDS = {"real": ("real", "verified: its digest is the published one"),
+         "standin": ("stand-in", "verified: hw2's own, as its record says"),
+         "custom": ("custom data", "matches neither the published digest nor a stand-in's record")}
+
+
+def _data_status(args) -> int:
+    """`data` (`data status`): per question, the data the profile uses, whether it is there, and how to get the
+    real data."""
+    from hw2.engine.fetch import human_bytes
+    from hw2.engine.profiles import resolve_profile
+    from hw2.engine.runner import experiment_module
+
+    profile = resolve_profile(args.profile)
+    for question in [args.question] if args.question else registry.questions():
+        state = experiment_module(question).data_status(profile)
+        head = f"{question} (profile {profile}):"
+        if not state.path:
+            print(f"{head} no data set ({state.source})")
+            continue
+        if state.source is None:
+            print(f"{head} absent from {state.path}; it will use {state.absent}")
+        else:
+            kind, verified = KINDS[state.source.split("-", 1)[0]]
+            print(f"{head} {kind}, {state.path}, {human_bytes(_size(state.path))}, {state.source}: present, {verified}")
+        if state.real:
+            print(f"  the real data: {state.real}")
+    return 0
+
+
+def _size(path: str) -> int:
+    import os
+
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(top, name)) for top, _, names in os.walk(path) for name in names)
+
+
+def _fetch(args) -> int:
+    """`data fetch`: download each question's real data, whatever the profile; one line per question."""
+    from hw2.engine.runner import experiment_module
+
+    for question in [args.question] if args.question else registry.questions():
+        source = experiment_module(question).fetch_data()
+        if source is None:
+            print(f"{question}: no data set to download")
+        else:
+            print(f"{question}: {source} ({KINDS[source.split('-', 1)[0]][0]})")
+    return 0
+
+
 def _verify(args) -> int:
     """`data verify`: each question's data checked in full (every file hashed again); status 1 if any differs."""
     from hw2.engine.profiles import resolve_profile
     from hw2.engine.runner import experiment_module
 
     profile, differs = resolve_profile(args.profile), False
-    for question in registry.questions():
+    for question in [args.question] if args.question else registry.questions():
         module = experiment_module(question)
         source = module.data_source(profile)
         if source is None:

@@ -35,6 +35,18 @@ def data_source(profile):
 prepare_data = data_source
 
 
+def verify_data(profile):
+    return []
+
+
+def data_status(profile):
+    return registry.DataStatus("synthetic")
+
+
+def fetch_data():
+    return None
+
+
 def configs(params, profile):
     n = {{**PARAMETERS, **params}}["n"]
     if not isinstance(n, int) or n < 1:

@@ -1,4 +1,5 @@
 """LJ Speech layout reading, splits, and the espeak-ng stand-in corpus (tiny corpora in tmp dirs)."""
+import hashlib
 import json
 import re
 import shutil
@@ -65,20 +66,29 @@ def test_real_layout_is_read_with_the_normalized_transcript(tmp_path):
     assert re.fullmatch(r"custom-[0-9a-f]{8}", lj.data_source(real))
 
 
-def _lj_metadata(folder, edit=None):
-    """A metadata.csv with LJ Speech 1.1's 13,100 ids (50 chapters), optionally with one transcript edited."""
+def _lj_metadata(folder, edit=None, clips=False):
+    """A metadata.csv with LJ Speech 1.1's 13,100 ids (50 chapters), optionally with one transcript edited, and
+    with `clips` an (empty) wav file for each."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = [f"LJ{1 + i // 262:03d}-{1 + i % 262:04d}" for i in range(lj.REAL_CLIPS)]
     texts = {i: "a sentence" for i in ids} | ({ids[5]: edit} if edit else {})
     (folder / "metadata.csv").write_text("".join(f"{i}|{texts[i]}|{texts[i]}\n" for i in ids), encoding="utf-8")
+    if clips:
+        (folder / "wavs").mkdir()
+        for clip_id in ids:
+            (folder / "wavs" / f"{clip_id}.wav").touch()
     return folder
 
 
-def test_data_is_identified_by_its_content_not_by_a_side_file(tmp_path, standin):
-    real = lj.data_source(_lj_metadata(tmp_path / "real"))
+def test_data_is_identified_by_its_content_not_by_a_side_file(tmp_path, standin, monkeypatch):
+    folder = _lj_metadata(tmp_path / "real", clips=True)
+    # LJ Speech's 13,100 ids do not make LJ Speech 1.1: its metadata.csv (set here in-process) does, with every clip
+    assert lj.data_source(folder).startswith("custom-")
+    monkeypatch.setattr(lj, "METADATA_SHA256", hashlib.sha256((folder / "metadata.csv").read_bytes()).hexdigest())
+    real = lj.data_source(folder)
     assert real.startswith("real-")
-    edited = lj.data_source(_lj_metadata(tmp_path / "edited", edit="another sentence"))
-    assert edited.startswith("real-") and edited != real, "two different copies must never pool"
+    edited = lj.data_source(_lj_metadata(tmp_path / "edited", edit="another sentence", clips=True))
+    assert edited.startswith("custom-") and edited[-8:] != real[-8:], "two different copies must never pool"
     # A stand-in copied without its standin.json is not known to be one.
     copy = tmp_path / "copy"
     shutil.copytree(standin, copy)
@@ -93,7 +103,7 @@ def test_data_is_identified_by_its_content_not_by_a_side_file(tmp_path, standin)
     # The LJ Speech corpus copied over a stand-in, marker left behind: real.
     over = tmp_path / "over"
     shutil.copytree(standin, over)
-    shutil.copy(tmp_path / "real" / "metadata.csv", over / "metadata.csv")
+    shutil.copytree(folder, over, dirs_exist_ok=True)
     assert lj.data_source(over) == real
     assert lj.data_source(standin).startswith("standin-")
 

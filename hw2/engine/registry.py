@@ -53,6 +53,15 @@ def by_name(name: str) -> Experiment:
     return _entry("name", name)
 
 
+@dataclass(frozen=True)
+class DataStatus:
+    """One question's data for a profile, as `python -m hw2 data` shows it."""
+    source: str | None  # its identity (real-…, standin-…, custom-…) where present, else None
+    path: str = ""  # where it is, or will be downloaded or made ("" for a question without a data set)
+    absent: str = ""  # what the profile will use while it is absent: "downloaded on the first run", ...
+    real: str = ""  # how the real data is got (a command), or why the profile does not use it; "" where none
+
+
 def by_module(module: str) -> Experiment:
     """The entry of an experiment module (each module finds its own name, notebook and make target here)."""
     return _entry("module", module)
@@ -64,8 +73,8 @@ class ExperimentModule(Protocol):
     The runner asks for the profile's `plan`, makes or finds the data (`prepare_data`), computes each execution's
     run keys (`specs`) to see which runs are missing, and executes the notebook with the plan's parameters; the
     notebook checks them (`PARAMETERS`) and calls `run`. `status` asks `data_source`, `plan` and `specs`, and
-    never makes data; `data verify` asks `verify_data`. After Ctrl-C the runner says which `CHECKPOINT_UNIT`
-    each interrupted run keeps.
+    never makes data; `data verify` asks `verify_data`, `data` (status) `data_status` and `data fetch`
+    `fetch_data`. After Ctrl-C the runner says which `CHECKPOINT_UNIT` each interrupted run keeps.
     """
 
     PARAMETERS: dict[str, Any]  # the notebook's parameters and their defaults: the one list of them
@@ -83,6 +92,13 @@ class ExperimentModule(Protocol):
     def verify_data(self, profile: str) -> list[str]:
         """The files of the profile's data (present) that differ from what its identity recorded, every file hashed
         again; [] when all match (`python -m hw2 data verify`)."""
+
+    def data_status(self, profile: str) -> DataStatus:
+        """Which data the profile uses, where, and how the real data is got; never downloads or makes data."""
+
+    def fetch_data(self) -> str | None:
+        """Download the real data set whatever the profile (a UserError, one line, where it cannot be); its data
+        source, or None for a question without a data set (`python -m hw2 data fetch`)."""
 
     def configs(self, params: dict, profile: str) -> list:
         """The validated configuration of each run an execution with `params` writes (ConfigError if invalid)."""

@@ -157,9 +157,15 @@ def code_hash(module: str = "") -> str:
     return hashlib.sha256(json.dumps(code_fingerprints(module), sort_keys=True).encode()).hexdigest()
 
 
+# A configuration field with this metadata enters a run's key only when it differs from its default: a field
+# added after runs were made (the rehearsal's step limit) leaves the keys of the configurations that do not set it.
+KEY_IF_SET = {"key": "if set"}
+
+
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("key") == KEY_IF_SET["key"] and getattr(obj, f.name) == f.default)}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -28,6 +28,14 @@ def verify_data(profile: str) -> list[str]:
     return []  # random inputs drawn from the seed: no file to verify
 
 
+def data_status(profile: str) -> registry.DataStatus:
+    return registry.DataStatus(DATA_SOURCE)
+
+
+def fetch_data() -> None:
+    return None  # nothing to download
+
+
 def _checked(profile, device) -> tuple[str, str]:
     """The parameters resolved: (profile, device), or a ConfigError saying what to pass."""
     if profile is not None and not isinstance(profile, str):

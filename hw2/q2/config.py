@@ -3,8 +3,10 @@ configuration and the profile's plan. Outside the code identity: a run's configu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 
+from hw2.engine.errors import ConfigError
 from hw2.engine.profiles import resolve_profile
 
 
@@ -21,6 +23,9 @@ class CNNConfig:
     seed: int = 42
     n_train: int | None = None  # None: the whole training split (97,477)
     n_val: int | None = None  # None: the whole validation split (10,832)
+    # Optimizer steps per epoch (None: every batch); only `python -m hw2 rehearse` sets it. In the run key only
+    # when set (hw2.engine.store.KEY_IF_SET), so runs that leave it keep their keys.
+    max_steps: int | None = field(default=None, metadata={"key": "if set"})
 
     @property
     def label(self) -> str:
@@ -46,7 +51,24 @@ def for_profile(profile: str, **overrides):
         "quick": CNNConfig(epochs=6, n_train=24_000),
         "smoke": CNNConfig(epochs=2, n_train=400, n_val=200),
     }[resolve_profile(profile)]
+    if resolve_profile(profile) == "full":
+        base = replace(base, **rehearsal_overrides())
     return replace(base, **overrides)
+
+
+# `python -m hw2 rehearse` runs the full configuration (the whole training split, batches of 8) for a few
+# optimizer steps in each of two epochs, so that the sweep checkpoints between them. It alone sets HW2_REHEARSAL.
+REHEARSAL_VARIABLE = "HW2_REHEARSAL"
+REHEARSALS = {"few-steps": {"epochs": 2, "max_steps": 500}, "one-step": {"epochs": 2, "max_steps": 1}}
+
+
+def rehearsal_overrides() -> dict:
+    """The `full` configuration's fields that the rehearsal in progress changes ({} outside one)."""
+    name = os.environ.get(REHEARSAL_VARIABLE)
+    if name and name not in REHEARSALS:
+        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(REHEARSALS)} (set by `python -m hw2 "
+                          f"rehearse`), got {name!r}")
+    return REHEARSALS[name] if name else {}
 
 
 def plan(profile: str) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hw2.engine import registry, store
+from hw2.engine import fetch, registry, store
 from hw2.engine.errors import ConfigError
 from hw2.engine.machine import cpu_threads, resolve_device, torch_threads
 from hw2.engine.paths import data_dir
@@ -42,6 +42,20 @@ def verify_data(profile: str) -> list[str]:
 
 def prepare_data(profile: str) -> str:
     return octmnist.data_source(octmnist.prepare(data_dir()))
+
+
+def fetch_data() -> str:
+    return octmnist.data_source(octmnist.fetch_real(data_dir()))
+
+
+def data_status(profile: str) -> registry.DataStatus:
+    """Every profile uses the whole file (the smaller ones train on a subset of it)."""
+    source = data_source(profile)
+    absent = ("the stand-in, generated on the first run (HW2_OFFLINE is set)" if fetch.offline() else
+              "OCTMNIST, downloaded on the first run (the stand-in where that fails)")
+    real = "" if source and source.startswith("real-") else (
+        "`python -m hw2 data fetch q2`" + (f" (moves this {octmnist.FILE} aside)" if source else ""))
+    return registry.DataStatus(source, str(data_dir() / octmnist.FILE), absent, real)
 
 
 def configs(params: dict, profile: str) -> list[CNNConfig]:

@@ -1,7 +1,9 @@
 """OCTMNIST (28x28 retinal OCT scans, 4 classes): the real file through medmnist, or a generated stand-in.
 
-`prepare()` finds `octmnist.npz` in the data folder; where it is missing it downloads it (short timeout,
-so an offline machine does not hang; HW2_OFFLINE=1 skips the attempt) or, failing that, generates the stand-in:
+`prepare()` finds `octmnist.npz` in the data folder; where it is missing it downloads it from medmnist's address
+through `hw2.engine.fetch` (short timeout, so an offline machine does not hang; resumable, verified by medmnist's
+MD5; HW2_OCTMNIST_URL and HW2_OCTMNIST_MD5 override them, HW2_OFFLINE=1 skips the attempt) or, failing that,
+with one line saying why, generates the stand-in:
 a file of the same keys, shapes, dtypes, split sizes and class counts whose images are drawn as retina-like
 layered bands with class-specific lesions, speckle and nuisance geometry. The stand-in carries its identity inside
 itself (an `hw2_standin` entry with a digest of its arrays), so a copy is still known to be one and another file
@@ -13,15 +15,10 @@ default keep the 529-image class-ordered test subsample (the first 182/55/42/250
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
-import shutil
-import sys
 import tempfile
-import urllib.request
 import uuid
 import zipfile
 import zlib
@@ -30,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hw2.engine import fetch
 from hw2.engine.errors import UserError
 
 FILE = "octmnist.npz"
 STANDIN_KEY = "hw2_standin"  # the stand-in's identity, an entry of the npz itself
-PUBLISHED_MD5 = "c68d92d5b585d8d81f7112f81e2d0842"  # octmnist.npz (28x28) as medmnist's INFO publishes it
+# octmnist.npz (28x28): its address and MD5 as medmnist's INFO["octmnist"] gives them (medmnist 3.0.2)
+URL = "https://zenodo.org/records/10519652/files/octmnist.npz?download=1"
+PUBLISHED_MD5 = "c68d92d5b585d8d81f7112f81e2d0842"
 CLASSES = ("CNV", "DME", "DRUSEN", "NORMAL")
 SPLITS = ("train", "val", "test")
 # Class counts of the real OCTMNIST splits; the stand-in copies them.
@@ -73,34 +73,37 @@ def prepare(data_dir: Path, allow_download: bool = True, seed: int = 0) -> Path:
         tempfile.TemporaryFile(dir=data_dir).close()
     except OSError as exc:
         raise DataError(_unwritable(data_dir, exc)) from None
-    if allow_download and not os.environ.get("HW2_OFFLINE") and _download(path):
-        return path
-    print(f"[hw2] OCTMNIST is not available offline; generating the stand-in {path} (seed {seed})", flush=True)
+    reason = "OCTMNIST is not available offline"
+    if allow_download and not fetch.offline():
+        try:
+            fetch.download(source(), path)
+            return path
+        except fetch.FALL_BACK as exc:
+            reason = str(exc)
+    print(f"[hw2] {reason}. Generating the stand-in {path} (seed {seed})", flush=True)
     write_standin(path, seed=seed)
     return path
 
 
-def _download(path: Path) -> bool:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # medmnist's __init__ prints about torchvision
-            from medmnist.info import INFO
-    except ImportError:
-        return False
-    info = INFO["octmnist"]
-    tmp = path.with_suffix(".npz.download")
-    try:
-        with urllib.request.urlopen(info["url"], timeout=DOWNLOAD_TIMEOUT_S) as resp, open(tmp, "wb") as out:
-            shutil.copyfileobj(resp, out)
-    except (OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        print(f"[hw2] could not download OCTMNIST ({exc.__class__.__name__}); using the stand-in", flush=True)
-        return False
-    if _md5(tmp) != info["MD5"]:
-        tmp.unlink(missing_ok=True)
-        print("[hw2] the downloaded OCTMNIST file failed its MD5 check; using the stand-in", file=sys.stderr)
-        return False
-    tmp.replace(path)
-    return True
+def fetch_real(data_dir: Path) -> Path:
+    """`data_dir/octmnist.npz` downloaded and verified, whatever is there: another file in its place (a stand-in)
+    is first moved aside as `octmnist.npz.replaced`, never deleted. FetchError (one line) where it cannot be."""
+    path = Path(data_dir) / FILE
+    expected = source().resolved()
+    if path.is_file():
+        if fetch.file_digest(path, expected.algorithm) == expected.digest:
+            return path
+        kept = fetch.aside(path.with_name(f"{FILE}.replaced"))
+        path.rename(kept)
+        print(f"[hw2] the {FILE} that was there is moved aside as {kept}", flush=True)
+    fetch.download(source(), path)  # the same partial file as a run's download: either resumes the other
+    return path
+
+
+def source() -> fetch.Source:
+    """The real file as `hw2.engine.fetch` downloads it (HW2_OCTMNIST_URL, HW2_OCTMNIST_MD5)."""
+    return fetch.Source("OCTMNIST", "OCTMNIST", URL, PUBLISHED_MD5, algorithm="md5", timeout_s=DOWNLOAD_TIMEOUT_S,
+                        by_hand=f"to get it by hand, download {URL} and put it in the data folder as {FILE}")
 
 
 def _unwritable(data_dir: Path, exc: OSError) -> str:
@@ -113,15 +116,10 @@ def _unwritable(data_dir: Path, exc: OSError) -> str:
             f"{FILE} in {data_dir} yourself")
 
 
-def _md5(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
 def data_source(path: Path) -> str:
     """`real-<md5>`, `standin-<md5>` or `custom-<md5>`, from the file's content: part of every run key, shown on
     every table and figure."""
-    md5 = _md5(path)
+    md5 = fetch.file_digest(path, "md5")
     if md5 == PUBLISHED_MD5:
         kind = "real"
     else:

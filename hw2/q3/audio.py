@@ -67,6 +67,15 @@ def n_valid_frames(n_samples: int | torch.Tensor) -> int | torch.Tensor:
     return 1 + n_samples // HOP
 
 
+PCM16_SCALE = np.float32(2.0 ** -15)
+
+
+def pcm16_to_float32(wave: np.ndarray) -> np.ndarray:
+    """16-bit PCM samples (int16) as float32 in [-1, 1], as libsndfile and torchaudio convert them (times 2^-15,
+    exact in float32); float samples pass unchanged."""
+    return wave.astype(np.float32) * PCM16_SCALE if wave.dtype == np.int16 else wave
+
+
 def pad_waveforms(waveforms: list[np.ndarray | torch.Tensor], device: torch.device | str | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """A right-padded float32 batch (B, longest) and the lengths (B,) for `log_mel(batch, lengths)`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hw2.engine.errors import ConfigError
 from hw2.engine.machine import native_bf16, resolve_device
@@ -36,6 +36,9 @@ class ASRConfig:
     fused_attention: bool = True  # scaled_dot_product_attention: same values to float rounding
     bf16: bool = False  # bf16 autocast (weights, optimizer state and loss stay fp32); the protocol is fp32
     n_attention_clips: int = 4  # validation clips whose cross-attention is saved
+    # Optimizer steps per epoch (None: every batch); only `python -m hw2 rehearse` sets it. In the run key only
+    # when set (hw2.engine.store.KEY_IF_SET), so runs that leave it keep their keys.
+    max_steps: int | None = field(default=None, metadata={"key": "if set"})
 
     def validate(self) -> "ASRConfig":
         def positive_int(name: str, value, upper: int | None = None) -> None:
@@ -52,6 +55,8 @@ class ASRConfig:
         positive_int("batch_size", self.batch_size)
         positive_int("eval_batch_size", self.eval_batch_size)
         positive_int("audio_frames", self.audio_frames, N_FRAMES)
+        if self.max_steps is not None:
+            positive_int("max_steps", self.max_steps)
         if self.n_clips < 20:
             raise ConfigError(f"n_clips must be at least 20 so that every split has clips, got {self.n_clips}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -96,6 +101,8 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
         "smoke": ASRConfig(corpus="short", n_clips=40, audio_frames=SHORT_MAX_FRAMES, epochs=2, batch_size=8,
                            n_attention_clips=2),
     }[resolve_profile(profile)]
+    if resolve_profile(profile) == "full":
+        base = replace(base, **rehearsal_overrides())
     if "bf16" not in overrides:
         overrides["bf16"] = use_bf16(profile, device)
     if overrides["bf16"] and resolve_device(device) == "cpu":
@@ -106,13 +113,30 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
     return replace(base, **overrides)
 
 
+# `python -m hw2 rehearse` runs the full configuration for a few optimizer steps: a few hundred clips of the
+# paragraph corpus (every clip padded to the full 2,754 frames, batches of 64), two epochs so that a run is
+# interrupted after the first and resumed. It alone sets HW2_REHEARSAL, in its own process and its kernels.
+REHEARSAL_VARIABLE = "HW2_REHEARSAL"
+REHEARSALS = {"few-steps": {"n_clips": 256, "epochs": 2, "max_steps": 2},
+              "one-step": {"n_clips": 20, "epochs": 2, "max_steps": 1}}
+
+
+def rehearsal_overrides() -> dict:
+    """The `full` configuration's fields that the rehearsal in progress changes ({} outside one)."""
+    name = os.environ.get(REHEARSAL_VARIABLE)
+    if name and name not in REHEARSALS:
+        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(REHEARSALS)} (set by `python -m hw2 "
+                          f"rehearse`), got {name!r}")
+    return REHEARSALS[name] if name else {}
+
+
 def plan(profile: str) -> list[dict]:
     """Run cells (a) and (b) of the notebook: one run per decoder."""
     return [{"decoder": decoder} for decoder in DECODERS]
 
 
 PROTOCOL_FIELDS = ("corpus", "n_clips", "audio_frames", "batch_size", "epochs", "n_encoder_layers", "lr",
-                   "weight_decay", "label_smoothing", "eval_batch_size", "bf16")
+                   "weight_decay", "label_smoothing", "eval_batch_size", "bf16", "max_steps")
 
 
 def protocol_deviations(cfg: ASRConfig) -> dict[str, dict]:

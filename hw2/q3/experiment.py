@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hw2.engine import registry, store
+from hw2.engine import fetch, registry, store
 from hw2.engine.errors import ConfigError
 from hw2.engine.machine import cpu_threads, native_bf16, native_bf16_flags, resolve_device, torch_threads
 from hw2.engine.paths import data_dir
@@ -23,10 +23,11 @@ plan = config.plan
 
 
 def corpus_dir(profile: str) -> Path:
-    """The corpus of a profile (LJ Speech 1.1 if present, else the generated stand-in, made if missing; the
-    short-sentence stand-in for a profile whose corpus is "short")."""
-    cfg = config.for_profile(resolve_profile(profile))
-    return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus)
+    """The corpus of a profile (LJ Speech 1.1 if present, downloaded for `full` where the network allows, else
+    the generated stand-in, made if missing; the short-sentence stand-in for a profile whose corpus is "short")."""
+    profile = resolve_profile(profile)
+    cfg = config.for_profile(profile)
+    return ljspeech.prepare(data_dir(), cfg.n_clips, corpus=cfg.corpus, download=profile == "full")
 
 
 def _present_corpus(profile: str) -> tuple[Path, bool]:
@@ -42,14 +43,37 @@ def data_source(profile: str) -> str | None:
 
 
 def verify_data(profile: str) -> list[str]:
-    """The stand-in's clips whose audio differs from the digests recorded when it was made (LJ Speech 1.1 itself
-    is named by its metadata, with no per-clip record)."""
-    folder, real = _present_corpus(profile)
-    return [] if real else ljspeech.verify_audio(folder)
+    """The clips whose audio differs from the digests recorded when the corpus was made or extracted (LJ Speech
+    1.1 placed by hand is named by its metadata, with no per-clip record)."""
+    folder, _ = _present_corpus(profile)
+    return ljspeech.verify_audio(folder)
 
 
 def prepare_data(profile: str) -> str:
     return ljspeech.data_source(corpus_dir(profile))
+
+
+def fetch_data() -> str:
+    return ljspeech.data_source(ljspeech.download_corpus(data_dir()))
+
+
+def data_status(profile: str) -> registry.DataStatus:
+    profile = resolve_profile(profile)
+    cfg = config.for_profile(profile)
+    folder, real_present = _present_corpus(profile)
+    source = data_source(profile)
+    get_real = f"`python -m hw2 data fetch q3` ({fetch.human_bytes(ljspeech.ARCHIVE_BYTES)})"
+    if cfg.corpus != "ljspeech":
+        return registry.DataStatus(source, str(folder), "its short-sentence stand-in, spoken on the first run",
+                                   f"profile {profile} uses its stand-in by design; PROFILE=full uses LJ Speech 1.1: "
+                                   f"{get_real}")
+    if not real_present and not fetch.offline():  # the next run downloads it first, whatever stand-in is there
+        return registry.DataStatus(None, str(data_dir() / ljspeech.REAL_FOLDER),
+                                   "LJ Speech 1.1, downloaded on the first run (the stand-in where that fails)",
+                                   get_real)
+    real = source is not None and source.startswith("real-")
+    return registry.DataStatus(source, str(folder), f"the stand-in, spoken on the first run ({fetch.OFFLINE} is set)",
+                               "" if real else get_real)
 
 
 def configs(params: dict, profile: str) -> list[ASRConfig]:

@@ -10,9 +10,9 @@ summary are weighted (sum / total n), with the loss as the mean of the batch mea
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-import textdistance
 import torch
 
 from hw2.q3.text import cut_after_stop
@@ -22,13 +22,22 @@ SIMILARITIES = {"jaccard": "jaccard_similarity", "cosine": "cosine_similarity",
                 "damerau_levenshtein": "damerau-levenshtein_similarity"}
 SIMILARITY_NAMES = tuple(SIMILARITIES.values())
 DAMERAU_LEVENSHTEIN = SIMILARITIES["damerau_levenshtein"]
-_SIMILARITY = {
-    "jaccard_similarity": textdistance.jaccard.normalized_similarity,
-    "cosine_similarity": textdistance.cosine.normalized_similarity,
-    # textdistance hands this to rapidfuzz's OSA distance when installed (as the skeleton's
-    # "textdistance[extras]" does): the same integer distance, thousands of times faster than pure Python.
-    "damerau-levenshtein_similarity": textdistance.damerau_levenshtein.normalized_similarity,
-}
+
+
+@functools.cache
+def _similarity() -> dict:
+    """{name: textdistance's function}; imported on first use, so that training imports this module where
+    textdistance is absent (bench/gpu.py on a GPU image)."""
+    import textdistance
+
+    return {
+        "jaccard_similarity": textdistance.jaccard.normalized_similarity,
+        "cosine_similarity": textdistance.cosine.normalized_similarity,
+        # textdistance hands this to rapidfuzz's OSA distance when installed (as the skeleton's
+        # "textdistance[extras]" does): the same integer distance, thousands of times faster than pure Python.
+        "damerau-levenshtein_similarity": textdistance.damerau_levenshtein.normalized_similarity,
+    }
+
 
 Ids = torch.Tensor | Sequence[int]
 
@@ -62,7 +71,7 @@ def string_similarities(
     if len(targets) != len(generated):
         raise ValueError(f"{len(targets)} targets but {len(generated)} generations: the batch sizes must match")
     pairs = [(cut_target(t), cut_generated(g)) for t, g in zip(targets, generated)]
-    return {name: [float(f(t, g)) for t, g in pairs] for name, f in _SIMILARITY.items()}
+    return {name: [float(f(t, g)) for t, g in pairs] for name, f in _similarity().items()}
 
 
 class EpochAccumulator:
@@ -162,4 +171,4 @@ def chance_similarities(target_ids: torch.Tensor | Sequence[Ids]) -> dict[str, f
     if len(targets) < 2:
         raise ValueError("the chance baseline needs at least two targets")
     pairs = list(zip(targets, targets[1:] + targets[:1]))
-    return {name: sum(float(f(a, b)) for a, b in pairs) / len(pairs) for name, f in _SIMILARITY.items()}
+    return {name: sum(float(f(a, b)) for a, b in pairs) / len(pairs) for name, f in _similarity().items()}

@@ -48,7 +48,7 @@ from hw2.engine import store
 from hw2.engine.errors import ConfigError
 from hw2.q3 import text
 from hw2.q3.asr import SpeechToText, build_asr_model
-from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms
+from hw2.q3.audio import N_MELS, log_mel, n_valid_frames, pad_waveforms, pcm16_to_float32
 from hw2.q3.config import ASRConfig, protocol_deviations
 from hw2.q3.metrics import (
     DAMERAU_LEVENSHTEIN,
@@ -83,7 +83,9 @@ def lr_schedule(cfg: ASRConfig) -> list[float]:
 
 class SplitData:
     """One split: token ids on the device, and log-mel features cached on the device when they fit
-    (else computed per batch from the waveforms, on the device)."""
+    (else computed per batch from the waveforms, on the device). The waveforms stay on the host as loaded:
+    int16 for 16-bit PCM (half the memory of float32; 24 hours of LJ Speech take 3.8 GB), turned into the
+    same float32 samples as a float32 load, bit for bit, only for the clips of a batch."""
 
     FEATURE_CHUNK = 64
 
@@ -92,7 +94,7 @@ class SplitData:
             raise ConfigError("a split has no clips: use a larger corpus (n_clips)")
         self.n = len(clips)
         self.texts = [t for _, t in clips]
-        self.waves = [np.asarray(w, dtype=np.float32) for w, _ in clips]
+        self.waves = [w if w.dtype == np.int16 else np.asarray(w, dtype=np.float32) for w, _ in clips]
         self.n_frames = n_frames
         self.device = device
         self.tokens = text.encode_batch(self.texts).to(device)
@@ -109,7 +111,7 @@ class SplitData:
             self.waves = []  # the features are all that is needed now: free the host memory
 
     def _compute(self, index) -> torch.Tensor:
-        batch, lengths = pad_waveforms([self.waves[i] for i in index], self.device)
+        batch, lengths = pad_waveforms([pcm16_to_float32(self.waves[i]) for i in index], self.device)
         return log_mel(batch, lengths, n_frames=self.n_frames)
 
     def audio(self, index: torch.Tensor | slice) -> torch.Tensor:
@@ -120,21 +122,81 @@ class SplitData:
         return self._compute(rows)
 
 
-def feature_cache_bytes(device: str) -> int:
-    """How many bytes of features to keep resident: half the free GPU memory, or 2 GiB of host memory."""
-    if device == "cuda":
-        free, _ = torch.cuda.mem_get_info()
-        return free // 2
-    return 2 << 30
+HOST_FEATURE_CACHE = 2 << 30  # bytes of features a CPU run keeps in host memory
+# GPU memory left free beyond a step's measured peak: the caching allocator's fragmentation, and the kernels'
+# workspaces that a step of another length of batch may choose.
+GPU_RESERVE = 1 << 30
+
+
+def feature_cache_bytes(device: str, step_bytes: int | None = None) -> int:
+    """How many bytes of features to keep resident: on CUDA the free memory less what the largest step takes
+    (`step_bytes`, measured by `step_peak_bytes`; half the free memory where it is not given) and GPU_RESERVE;
+    on the CPU HOST_FEATURE_CACHE of host memory."""
+    if device != "cuda":
+        return HOST_FEATURE_CACHE
+    free, _ = torch.cuda.mem_get_info()
+    return free // 2 if step_bytes is None else max(0, free - step_bytes - GPU_RESERVE)
+
+
+def feature_bytes(n_clips: int, n_frames: int) -> int:
+    """The bytes of a split's cached fp32 features."""
+    return n_clips * N_MELS * n_frames * 4
+
+
+def cached_splits(sizes: dict[str, int], budget: int) -> dict[str, bool]:
+    """Which splits' features are cached, in the order train, validation, test (each where what is left of
+    `budget` holds it; `sizes` in bytes): what `load_data` does, for a plan made before any data is loaded."""
+    cached = {}
+    for split, size in sizes.items():
+        cached[split] = size <= budget
+        budget -= size if cached[split] else 0
+    return cached
+
+
+def step_peak_bytes(cfg: ASRConfig, device: str) -> int:
+    """The most GPU memory one step of the run takes beyond what is allocated now, its features computed per
+    batch from clips of the longest length: a training step at `batch_size`, and an evaluation chunk (teacher
+    forcing and greedy decoding, as `evaluate` runs them). Measured on a model of the run's shape and a batch of
+    silence, in a forked RNG, so the run's random stream is unchanged."""
+    chunk = cfg.eval_batch_size * 16
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()]):
+        model = build_asr_model(cfg.decoder, cfg.n_encoder_layers, fused=cfg.fused_attention).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        longest = (cfg.audio_frames - 1) * 160  # samples of a clip of exactly audio_frames frames
+        for rows, train in ((cfg.batch_size, True), (chunk, False)):
+            waves = torch.full((rows, longest), 0.01, device=device)
+            tokens = torch.zeros(rows, text.MAX_LEN, dtype=torch.long, device=device)
+            with torch.set_grad_enabled(train), _autocast(cfg, device):
+                audio = log_mel(waves, torch.full((rows,), longest, device=device), n_frames=cfg.audio_frames)
+                if train:
+                    loss = _loss(model(audio, tokens[:, :-1]), tokens[:, 1:], cfg)
+                else:
+                    latent = model._enc(audio)
+                    model._dec(tokens[:, :-1], latent)
+                    model.generate(latent=latent)
+            if train:
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            del waves, tokens, audio
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        del model, optimizer
+    torch.cuda.empty_cache()
+    return peak
 
 
 def load_data(corpus: Path, cfg: ASRConfig, device: str) -> dict[str, SplitData]:
     from hw2.q3 import ljspeech
 
-    budget = feature_cache_bytes(device)
+    budget = feature_cache_bytes(device, step_peak_bytes(cfg, device) if device == "cuda" else None)
     data = {}
     for split in SPLITS:
-        data[split] = SplitData(ljspeech.load_split(corpus, split), cfg.audio_frames, device, budget)
+        data[split] = SplitData(ljspeech.load_split(corpus, split, keep_pcm16=True), cfg.audio_frames, device,
+                                budget)
         if data[split].features is not None:
             budget -= data[split].features.numel() * 4
     return data
@@ -162,7 +224,7 @@ def train_epoch(model: SpeechToText, optimizer: torch.optim.Optimizer, data: Spl
     """One teacher-forced pass over the training split in the skeleton's shuffled order (drawn from the global
     RNG as its DataLoader draws it); the batch losses (one sync at the end)."""
     order = loader_permutation(data.n).to(data.device)  # one copy per epoch: a copy per step would wait for the GPU
-    batches = [order[i:i + cfg.batch_size] for i in range(0, data.n, cfg.batch_size)]
+    batches = [order[i:i + cfg.batch_size] for i in range(0, data.n, cfg.batch_size)][:cfg.max_steps]
     losses = torch.empty(len(batches), device=data.device)
     for b, index in enumerate(tqdm(batches, desc=f"epoch {epoch + 1} train", leave=False, disable=not progress,
                                    mininterval=2.0, file=sys.stdout)):
@@ -307,7 +369,8 @@ def start_training(run: store.Run, cfg: ASRConfig, corpus: Path, device: str) ->
     training = Training(model=model, optimizer=optimizer, rates=lr_schedule(cfg), data=data,
                         feature_seconds=time.perf_counter() - t0,
                         test_seen=seen_texts(data["train"].texts, data["test"].texts),
-                        steps_per_epoch=math.ceil(data["train"].n / cfg.batch_size), **resumed)
+                        steps_per_epoch=min(math.ceil(data["train"].n / cfg.batch_size), cfg.max_steps or math.inf),
+                        **resumed)
     print_data_overview(training, cfg, device)
     return training
 
@@ -431,5 +494,5 @@ def train(run: store.Run, cfg: ASRConfig, corpus: Path, device: str, progress: b
         run.write_json("metrics_raw.json", {"validation": training.raw_val})
         return {"status": "diverged", **summary, **{f"test_{k}": None for k in ("loss", *SIMILARITY_NAMES)}}
     test = evaluate_test_and_save(run, training, cfg, progress)
-    train_clips = training.data["train"].n * len(run.history)
+    train_clips = min(training.data["train"].n, training.steps_per_epoch * cfg.batch_size) * len(run.history)
     return {**summary, **test, "train_clips_per_s": round(train_clips / max(training.timings["train_seconds"], 1e-9), 2)}
