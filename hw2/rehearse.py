@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hw2.engine.errors import UserError
 from hw2.engine.paths import data_dir, project_root, results_dir
+from hw2.engine.profiles import REHEARSAL_VARIABLE
 from hw2.engine.registry import by_question
 from hw2.engine.runner import Interrupted, run_question
 
@@ -41,7 +42,7 @@ MACHINES = (("a 16 GB GPU with 12 GB of host memory (Colab's free tier)", 16 * G
 @contextlib.contextmanager
 def rehearsal_environment(size: str, store: Path):
     """The variables the rehearsal runs under, in this process and the notebooks' kernels; restored after."""
-    values = {"HW2_REHEARSAL": size, "HW2_RESULTS_DIR": str(store), "HW2_OFFLINE": "1", "PROFILE": "full",
+    values = {REHEARSAL_VARIABLE: size, "HW2_RESULTS_DIR": str(store), "HW2_OFFLINE": "1", "PROFILE": "full",
               "HW2_STALE": ""}
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)

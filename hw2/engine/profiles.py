@@ -42,6 +42,20 @@ def environment_profile() -> str | None:
     return plain or (quarto[0] if quarto else None)
 
 
+# Set by `python -m hw2 rehearse` alone (hw2.rehearse): the `full` configurations for a few steps.
+REHEARSAL_VARIABLE = "HW2_REHEARSAL"
+
+
+def rehearsal_overrides(rehearsals: dict[str, dict]) -> dict:
+    """The fields of a question's `full` configuration that the rehearsal in progress changes, from the question's
+    table of rehearsals ({} outside a rehearsal)."""
+    name = os.environ.get(REHEARSAL_VARIABLE)
+    if name and name not in rehearsals:
+        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(rehearsals)} (set by `python -m hw2 "
+                          f"rehearse`), got {name!r}")
+    return dict(rehearsals[name]) if name else {}
+
+
 def banner(experiment: str, profile: str, data_source: str, device: str) -> str:
     """The line printed at the start of every run."""
     return f"[hw2] {experiment}: profile={profile} data={data_source} device={device}"

@@ -3,11 +3,10 @@ configuration and the profile's plan. Outside the code identity: a run's configu
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields, replace
 
 from hw2.engine.errors import ConfigError
-from hw2.engine.profiles import resolve_profile
+from hw2.engine.profiles import rehearsal_overrides, resolve_profile
 from hw2.q1.constants import INPUT_KINDS, METHODS
 
 
@@ -87,7 +86,7 @@ def for_profile(profile: str, **overrides):
                                       error_orders=(2, 3), error_trials=1, threads=1),
     }[resolve_profile(profile)]
     if resolve_profile(profile) == "full":
-        base = replace(base, **rehearsal_overrides(base))
+        base = replace(base, **rehearsal_fields(base))
     try:
         cfg = replace(base, **overrides)
     except TypeError as exc:  # an unknown field name
@@ -97,20 +96,15 @@ def for_profile(profile: str, **overrides):
 
 # `python -m hw2 rehearse` times the full configuration at the first lengths of its grid, with the fewest rounds
 # a median allows; "one-step" also shrinks the error study. It alone sets HW2_REHEARSAL.
-REHEARSAL_VARIABLE = "HW2_REHEARSAL"
 REHEARSALS = {"few-steps": {"lengths": 4, "repeats": 3},
               "one-step": {"lengths": 3, "repeats": 3, "error_scales": (0.5, 2.0), "error_orders": (2, 3),
                            "error_trials": 1}}
 
 
-def rehearsal_overrides(full: AttentionBenchConfig) -> dict:
+def rehearsal_fields(full: AttentionBenchConfig) -> dict:
     """The `full` configuration's fields that the rehearsal in progress changes ({} outside one); `lengths`
     there is how many of the full grid's first lengths are timed."""
-    name = os.environ.get(REHEARSAL_VARIABLE)
-    if name and name not in REHEARSALS:
-        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(REHEARSALS)} (set by `python -m hw2 "
-                          f"rehearse`), got {name!r}")
-    overrides = dict(REHEARSALS[name]) if name else {}
+    overrides = rehearsal_overrides(REHEARSALS)
     if "lengths" in overrides:
         overrides["lengths"] = full.lengths[:overrides["lengths"]]
     return overrides

@@ -3,11 +3,9 @@ configuration and the profile's plan. Outside the code identity: a run's configu
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
-from hw2.engine.errors import ConfigError
-from hw2.engine.profiles import resolve_profile
+from hw2.engine.profiles import rehearsal_overrides, resolve_profile
 
 
 @dataclass(frozen=True)
@@ -52,23 +50,13 @@ def for_profile(profile: str, **overrides):
         "smoke": CNNConfig(epochs=2, n_train=400, n_val=200),
     }[resolve_profile(profile)]
     if resolve_profile(profile) == "full":
-        base = replace(base, **rehearsal_overrides())
+        base = replace(base, **rehearsal_overrides(REHEARSALS))
     return replace(base, **overrides)
 
 
 # `python -m hw2 rehearse` runs the full configuration (the whole training split, batches of 8) for a few
 # optimizer steps in each of two epochs, so that the sweep checkpoints between them. It alone sets HW2_REHEARSAL.
-REHEARSAL_VARIABLE = "HW2_REHEARSAL"
 REHEARSALS = {"few-steps": {"epochs": 2, "max_steps": 500}, "one-step": {"epochs": 2, "max_steps": 1}}
-
-
-def rehearsal_overrides() -> dict:
-    """The `full` configuration's fields that the rehearsal in progress changes ({} outside one)."""
-    name = os.environ.get(REHEARSAL_VARIABLE)
-    if name and name not in REHEARSALS:
-        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(REHEARSALS)} (set by `python -m hw2 "
-                          f"rehearse`), got {name!r}")
-    return REHEARSALS[name] if name else {}
 
 
 def plan(profile: str) -> list[dict]:

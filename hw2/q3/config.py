@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from hw2.engine.errors import ConfigError
 from hw2.engine.machine import native_bf16, resolve_device
-from hw2.engine.profiles import resolve_profile
+from hw2.engine.profiles import rehearsal_overrides, resolve_profile
 from hw2.q3.constants import DECODERS, MAX_ENCODER_LAYERS, N_FRAMES, SHORT_MAX_FRAMES
 
 
@@ -102,7 +102,7 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
                            n_attention_clips=2),
     }[resolve_profile(profile)]
     if resolve_profile(profile) == "full":
-        base = replace(base, **rehearsal_overrides())
+        base = replace(base, **rehearsal_overrides(REHEARSALS))
     if "bf16" not in overrides:
         overrides["bf16"] = use_bf16(profile, device)
     if overrides["bf16"] and resolve_device(device) == "cpu":
@@ -116,18 +116,8 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
 # `python -m hw2 rehearse` runs the full configuration for a few optimizer steps: a few hundred clips of the
 # paragraph corpus (every clip padded to the full 2,754 frames, batches of 64), two epochs so that a run is
 # interrupted after the first and resumed. It alone sets HW2_REHEARSAL, in its own process and its kernels.
-REHEARSAL_VARIABLE = "HW2_REHEARSAL"
 REHEARSALS = {"few-steps": {"n_clips": 256, "epochs": 2, "max_steps": 2},
               "one-step": {"n_clips": 20, "epochs": 2, "max_steps": 1}}
-
-
-def rehearsal_overrides() -> dict:
-    """The `full` configuration's fields that the rehearsal in progress changes ({} outside one)."""
-    name = os.environ.get(REHEARSAL_VARIABLE)
-    if name and name not in REHEARSALS:
-        raise ConfigError(f"{REHEARSAL_VARIABLE} must be one of {', '.join(REHEARSALS)} (set by `python -m hw2 "
-                          f"rehearse`), got {name!r}")
-    return REHEARSALS[name] if name else {}
 
 
 def plan(profile: str) -> list[dict]:
