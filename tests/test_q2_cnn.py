@@ -315,20 +315,25 @@ def test_calibration_leaves_the_model_and_the_random_stream_as_they_were():
     assert all(torch.equal(sd[k], ref[k]) for sd, ref in zip(model.state_dicts(), before) for k in sd)
 
 
+def dying_in_epoch(epoch: int, permutation):
+    """`permutation` (the loader's shuffle, drawn once an epoch) that raises KeyboardInterrupt when drawn for
+    `epoch`: a sweep killed during that epoch."""
+    calls = {"n": 0}
+
+    def dies(n):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise KeyboardInterrupt(f"killed during epoch {epoch}")
+        return permutation(n)
+    return dies
+
+
 def test_a_resumed_sweep_keeps_the_engine_its_interrupted_attempt_chose(octmnist_dir, results_dir, monkeypatch, capsys):
     measured = {"engine": "torch", "how": "measured", "seconds_per_step": {"c": 2e-3, "torch": 1e-3},
                 "trial_steps": 24, "rounds": 3}
     monkeypatch.setattr(q2_cnn, "calibrate", lambda *a: dict(measured))
     real = q2_cnn.loader_permutation
-    calls = {"n": 0}
-
-    def dies_in_epoch_2(n):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed during epoch 2")
-        return real(n)
-
-    monkeypatch.setattr(q2_cnn, "loader_permutation", dies_in_epoch_2)
+    monkeypatch.setattr(q2_cnn, "loader_permutation", dying_in_epoch(2, real))
     with pytest.raises(KeyboardInterrupt):
         q2_experiment.run(0.01, epochs=2, profile="smoke", progress=False)
     monkeypatch.setattr(q2_cnn, "loader_permutation", real)
@@ -381,16 +386,8 @@ def test_killed_sweep_resumes_and_ends_as_an_uninterrupted_one(octmnist_dir, res
     for r in store.list_runs("q2_cnn"):
         store._move_aside(r.path, "test: train again")
 
-    calls = {"n": 0}
     real = q2_cnn.loader_permutation
-
-    def dies_in_epoch_3(n):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed during epoch 3")
-        return real(n)
-
-    monkeypatch.setattr(q2_cnn, "loader_permutation", dies_in_epoch_3)
+    monkeypatch.setattr(q2_cnn, "loader_permutation", dying_in_epoch(3, real))
     with pytest.raises(KeyboardInterrupt):
         q2_experiment.run(**kwargs)
     partial = sorted((results_dir / "q2_cnn").glob("*.partial"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 from hw2.engine.errors import ConfigError
@@ -28,30 +29,32 @@ def resolve_device(name: str | None = "auto") -> str:
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux lists them (x86 `flags`, Arm `Features`); empty elsewhere."""
+@functools.lru_cache(maxsize=None)
+def _cpuinfo() -> dict[str, str]:
+    """The first value of each field of Linux's /proc/cpuinfo (empty elsewhere), read once."""
+    fields: dict[str, str] = {}
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return set(value.split())
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, colon, value = line.partition(":")
+                if colon:
+                    fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return set()
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (x86 `flags`, Arm `Features`); empty elsewhere."""
+    info = _cpuinfo()
+    return set((info.get("flags") or info.get("Features") or "").split())
 
 
 def cpu_model() -> str:
     """The CPU's model name (Linux), else the platform's processor string."""
     import platform
 
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def native_bf16_flags() -> list[str]:

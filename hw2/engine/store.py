@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hw2.engine.errors import UserError
+from hw2.engine.fetch import file_digest
 from hw2.engine.machine import cpu_model, native_bf16_flags
 from hw2.engine.paths import results_dir
 
@@ -540,8 +541,7 @@ SUMMARY_DIGEST = "summary_sha256"
 
 
 def file_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return file_digest(path, "sha256")
 
 
 def manifest_entry(path: Path) -> dict:
