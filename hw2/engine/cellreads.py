@@ -67,6 +67,18 @@ def fingerprint(path: str, hows: list[str], hashes: dict | None = None) -> dict 
     return out
 
 
+def _by_the_import_system() -> bool:
+    """Whether the event comes from Python's import machinery: its path finders list a sys.path folder (the
+    document's own, for one) whenever its time changed, so what they saw depends on when, not on what the cell
+    read. An imported module counts by its source instead (`Recorder._stop`)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def current(path: str, recorded: dict | None) -> bool:
     """Whether `path` is still as a cell saw it (the recorded `fingerprint`)."""
     if recorded is None or "dir" in recorded:
@@ -154,7 +166,7 @@ class Recorder:
         elif event == "os.rename":  # os.replace too: an atomic write's last step
             if self._watched(args[1]):
                 self.writes.add(self._watched(args[1]))
-        elif event in ("os.listdir", "os.scandir"):
+        elif event in ("os.listdir", "os.scandir") and not _by_the_import_system():
             self._note(args[0] if args[0] is not None else ".", "list")
         elif event == "subprocess.Popen":
             _, argv, cwd, _ = args
