@@ -6,7 +6,10 @@ import torch
 
 from hw2.common.params import get_number_trainable_params
 from hw2.q3.asr import AudioEncoderTransformer, MultiHeadAttention, build_asr_model, sinusoids
-from hw2.q3.text import MAX_LEN, N_VOCAB, START
+from hw2.q3.metrics import cut_generated
+from hw2.q3.text import EMPTY, MAX_LEN, N_VOCAB, START, STOP, decode_until_stop, encode
+
+A = int(encode("a")[1])
 
 FRAMES = 64  # short audio keeps these tests fast; the model takes any frame count up to 2,754
 
@@ -150,11 +153,51 @@ def test_cached_greedy_decoding_emits_the_recomputing_tokens(decoder, fused):
     with torch.no_grad():
         m._dec._classifier.weight.mul_(20)
     x = audio(4, seed=5)
-    cached, recomputed = m.generate(x), m.generate_recomputing(x)
+    cached, recomputed = m.generate(x, until_all_stopped=False), m.generate_recomputing(x)
     assert cached.shape == (4, MAX_LEN) and cached.dtype == torch.long
     assert (cached[:, 0] == START).all()
     assert len(torch.unique(cached)) > 5
     assert torch.equal(cached, recomputed)
+
+
+class _ScriptedDecoder(torch.nn.Module):
+    """Emits, in row r, ">" at step stops[r] and "a" before; counts its steps."""
+
+    def __init__(self, stops: list[int]):
+        super().__init__()
+        self.stops, self.steps = stops, 0
+
+    def start(self, latent):
+        self.steps = 0
+        return None
+
+    def step(self, token, state):
+        logits = torch.zeros(len(self.stops), N_VOCAB)
+        for row, stop in enumerate(self.stops):
+            logits[row, STOP if self.steps == stop else A] = 1.0
+        self.steps += 1
+        return logits
+
+
+def test_decoding_ends_once_every_row_has_stopped_and_reads_as_the_full_decoding():
+    m = model("rnn")
+    m._dec = _ScriptedDecoder([3, 9, 5])
+    latent = torch.zeros(3, 4, 200)
+    early = m.generate(latent=latent)
+    assert m._dec.steps == 10, "the loop ends at the step where the last row stops"
+    full = m.generate(latent=latent, until_all_stopped=False)
+    assert m._dec.steps == MAX_LEN - 1
+    assert [cut_generated(row) for row in early] == [cut_generated(row) for row in full]
+    assert [decode_until_stop(row) for row in early] == ["<aaa>", "<aaaaaaaaa>", "<aaaaa>"]
+    assert (early[:, 11:] == EMPTY).all() and early.shape == full.shape
+
+
+def test_decoding_that_never_stops_runs_all_98_steps():
+    m = model("rnn")
+    m._dec = _ScriptedDecoder([3, 200])
+    early = m.generate(latent=torch.zeros(2, 4, 200))
+    assert m._dec.steps == MAX_LEN - 1
+    assert decode_until_stop(early[1]) == "<" + "a" * (MAX_LEN - 2) + ">"
 
 
 def test_cross_attention_weights_are_distributions_over_encoder_frames():

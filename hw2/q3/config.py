@@ -89,15 +89,17 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
     """The ASR configuration of a profile: the skeleton's protocol on LJ Speech's 13,100 clips in `full`.
 
     `quick` trains on the short-sentence stand-in (3-6 words, at most 352 frames a clip, so nothing is
-    cropped) with batches of 32: measured here, both decoders start to listen only after several hundred
-    optimizer steps, and 15 epochs of 4,500 clips in batches of 32 (2,115 steps) take about a quarter of an
-    hour for both decoders side by side on 2 cores. Each field that differs from `full` is a deviation from
-    the protocol, printed in the run banner and stated in the report (`protocol_deviations`); so is `bf16`,
+    cropped) for 8 epochs in batches of 16 (2,256 optimizer steps): both decoders start to listen only after
+    several hundred optimizer steps, so for the same computation smaller batches learn more. Measured on the
+    Transformer decoder (AMD EPYC, bf16): 8 epochs of batches of 16 reached test Damerau-Levenshtein 0.9926,
+    8 epochs of 32 (the same computation, 1,128 steps) only 0.8828, and 15 epochs of 32 (2,115 steps, 1.9
+    times the computation) 0.9937. On 2 cores both decoders train side by side in about 8 minutes. Each field that differs from `full` is a deviation from the
+    protocol, printed in the run banner and stated in the report (`protocol_deviations`); so is `bf16`,
     which `quick` turns on where the device computes bf16 natively (`use_bf16`, for `device`).
     """
     base = {
         "full": ASRConfig(),
-        "quick": ASRConfig(corpus="short", n_clips=6000, audio_frames=SHORT_MAX_FRAMES, batch_size=32),
+        "quick": ASRConfig(corpus="short", n_clips=6000, audio_frames=SHORT_MAX_FRAMES, epochs=8, batch_size=16),
         "smoke": ASRConfig(corpus="short", n_clips=40, audio_frames=SHORT_MAX_FRAMES, epochs=2, batch_size=8,
                            n_attention_clips=2),
     }[resolve_profile(profile)]
