@@ -233,10 +233,36 @@ def test_interrupted_generation_leaves_no_corpus(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return np.zeros(22050, dtype=np.int16)
 
-    monkeypatch.setattr(lj, "speak", failing_speak)
+    monkeypatch.setattr(lj._Speakers, "speak", failing_speak)
     with pytest.raises(KeyboardInterrupt):
         lj.prepare(tmp_path, 4, workers=1)
     assert list(tmp_path.iterdir()) == [], "neither a partial corpus nor temporary folders may remain"
+
+
+def test_the_espeak_server_speaks_exactly_what_the_espeak_ng_command_does(tmp_path):
+    speakers = lj._Speakers(2, lj._espeak(), tmp_path)
+    try:
+        assert speakers.fallback is None
+        for text, rate, pitch in [("Victor laughed sadly.", 160, 38), ("Tina saw five carpets?", 190, 62),
+                                  ("-- a dash, then words", 175, 50)]:
+            for _ in range(2):  # the second time from the same server too
+                assert np.array_equal(speakers.speak(text, rate, pitch), lj.speak(text, rate, pitch))
+    finally:
+        speakers.close()
+    assert list(tmp_path.iterdir()) == [], "the raw samples are removed once read"
+
+
+def test_without_libespeak_ng_the_command_speaks_the_same_corpus_and_says_so(tmp_path, monkeypatch, capsys):
+    server = tmp_path / "server.py"
+    server.write_text('print("unavailable no libespeak-ng here", flush=True)\n')
+    monkeypatch.setattr(lj._Speakers, "SERVER", server)
+    fallback = lj.make_standin(tmp_path / "fallback", 4, seed=0, grammar="short")
+    said = capsys.readouterr().out
+    assert "through the espeak-ng command" in said and "no libespeak-ng here" in said
+    monkeypatch.undo()
+    served = lj.make_standin(tmp_path / "served", 4, seed=0, grammar="short")
+    assert "espeak-ng command" not in capsys.readouterr().out
+    assert lj.data_source(fallback) == lj.data_source(served)
 
 
 def test_incomplete_standin_folder_is_an_error(tmp_path):

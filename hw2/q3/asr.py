@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hw2.q3.audio import N_FRAMES, N_MELS
-from hw2.q3.text import MAX_LEN as MAX_TEXT_LEN
 from hw2.q3.text import EMPTY, N_VOCAB, START, STOP
+from hw2.q3.text import MAX_LEN as MAX_TEXT_LEN
 
 HIDDEN = 200
 N_HEADS = 2

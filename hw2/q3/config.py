@@ -93,9 +93,11 @@ def for_profile(profile: str, device: str | None = "auto", **overrides):
     several hundred optimizer steps, so for the same computation smaller batches learn more. Measured on the
     Transformer decoder (AMD EPYC, bf16): 8 epochs of batches of 16 reached test Damerau-Levenshtein 0.9926,
     8 epochs of 32 (the same computation, 1,128 steps) only 0.8828, and 15 epochs of 32 (2,115 steps, 1.9
-    times the computation) 0.9937. On 2 cores both decoders train side by side in about 8 minutes. Each field that differs from `full` is a deviation from the
-    protocol, printed in the run banner and stated in the report (`protocol_deviations`); so is `bf16`,
-    which `quick` turns on where the device computes bf16 natively (`use_bf16`, for `device`).
+    times the computation) 0.9937. On 2 cores both decoders train side by side in about 8 minutes.
+
+    Each field that differs from `full` is a deviation from the protocol, printed in the run banner and stated
+    in the report (`protocol_deviations`); so is `bf16`, which `quick` turns on where the device computes
+    bf16 natively (`use_bf16`, for `device`).
     """
     base = {
         "full": ASRConfig(),

@@ -30,11 +30,14 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import random
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,6 +428,63 @@ def speak(text: str, rate: int = 175, pitch: int = 50, exe: str | None = None) -
     return np.frombuffer(wav[44:], dtype="<i2").copy()  # the streamed header's sizes are placeholders
 
 
+class _Speakers:
+    """Speaks the clips of a stand-in through `espeak_server` processes (one request at a time each), or, where
+    those cannot start or do not give exactly the command's samples, through the espeak-ng command, one process
+    a clip, saying so once. Either way the audio is the same."""
+
+    SERVER = Path(__file__).with_name("espeak_server.py")
+    CHECK = ("Oscar waited in the harbor.", 175, 50)  # spoken both ways when the servers start
+
+    def __init__(self, workers: int, exe: str, scratch: Path):
+        self.exe, self.scratch = exe, scratch
+        self.idle: queue.Queue = queue.Queue()
+        self.procs: list[subprocess.Popen] = []
+        self.fallback: str | None = None
+        try:
+            for _ in range(workers):
+                proc = subprocess.Popen([sys.executable, "-I", "-S", str(self.SERVER), VOICE], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+                self.procs.append(proc)
+                first = proc.stdout.readline().strip()
+                if first != "ready":
+                    raise OSError(first.removeprefix("unavailable ") or "it stopped as it started")
+                self.idle.put(proc)
+            if not np.array_equal(self._ask(*self.CHECK), speak(*self.CHECK, exe)):
+                raise OSError("its samples differ from the espeak-ng command's")
+        except (OSError, RuntimeError) as err:
+            self.close()
+            self.fallback = str(err)
+            print(f"[hw2] speaking the stand-in through the espeak-ng command, one process a clip, about 3 times "
+                  f"slower (libespeak-ng could not be used: {err}); the audio is the same", flush=True)
+
+    def _ask(self, text: str, rate: int, pitch: int) -> np.ndarray:
+        proc = self.idle.get()
+        path = self.scratch / f"speech-{threading.get_ident()}.raw"
+        try:
+            proc.stdin.write(json.dumps([rate, pitch, str(path), text]) + "\n")
+            answer = proc.stdout.readline().strip()
+            if answer != "0":
+                raise RuntimeError(f"libespeak-ng failed on {text[:60]!r} ({answer or 'its process ended'})")
+            return np.fromfile(path, dtype="<i2")
+        finally:
+            path.unlink(missing_ok=True)
+            self.idle.put(proc)
+
+    def speak(self, text: str, rate: int, pitch: int) -> np.ndarray:
+        return speak(text, rate, pitch, self.exe) if self.fallback else self._ask(text, rate, pitch)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs = []
+
+
 def standin_folder(data_dir: str | Path, n_clips: int, seed: int = 0, grammar: str = "ljspeech") -> Path:
     kind = "standin" if grammar == "ljspeech" else f"{grammar}-standin"
     return Path(data_dir) / f"ljspeech-{kind}-v{STANDIN_VERSION}-{n_clips}-s{seed}"
@@ -465,11 +525,11 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
             rate, pitch = _voice_settings(seed, i)
             if grammar == "ljspeech":
                 texts[i] = sentences.clip_text(seed, i)
-                samples = speak(texts[i][1], rate, pitch, exe)
+                samples = speakers.speak(texts[i][1], rate, pitch)
             else:
                 for attempt in range(MAX_ATTEMPTS):
                     texts[i] = short_sentences.clip_text(seed, i, attempt)
-                    samples = speak(texts[i][1], rate, pitch, exe)
+                    samples = speakers.speak(texts[i][1], rate, pitch)
                     if n_valid_frames(len(samples)) <= SHORT_MAX_FRAMES:
                         break
                     redrawn[i] += 1
@@ -482,12 +542,14 @@ def make_standin(data_dir: str | Path, n_clips: int, seed: int = 0, workers: int
             return len(samples)
 
         workers = workers or min(8, os.cpu_count() or 1)
-        pool = ThreadPoolExecutor(max_workers=workers)  # the work happens in espeak-ng processes
+        speakers = _Speakers(workers, exe, tmp)
+        pool = ThreadPoolExecutor(max_workers=workers)  # the work happens in espeak processes
         try:
             lengths = list(tqdm(pool.map(write_clip, range(n_clips)), total=n_clips, unit="clip",
                                 desc=f"speaking stand-in LJ Speech ({grammar}, {n_clips} clips)"))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C, do not speak the remaining clips
+            speakers.close()
         metadata = "".join(f"{clip_id}|{raw}|{normalized}\n" for clip_id, (raw, normalized) in zip(ids, texts))
         (tmp / "metadata.csv").write_bytes(metadata.encode("utf-8"))
         seconds = np.asarray(lengths) / SAMPLE_RATE
