@@ -47,7 +47,7 @@ def test_learning_rates_are_the_skeletons_fifteen():
     assert lr_schedule(ASRConfig()) == pytest.approx(SKELETON_LRS, rel=1e-9)
 
 
-@pytest.mark.parametrize("epochs", [2, 7, 15, 20])
+@pytest.mark.parametrize("epochs", [2, 6, 7, 8, 15, 20])
 def test_learning_rates_equal_torchs_sequential_schedule(epochs):
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], lr=1e-3)

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -128,6 +129,7 @@ def test_q3_facts_come_from_the_runs(results_dir):
     assert q3.deviations["batch_size"] == {"value": 8, "protocol": 64}
     assert "training batch size 8 (protocol: 64)" in wording.deviations(q3.deviations)
     assert q3.cropped() == 0 and q3.truncated() == 0 and (q3.test_seen, q3.test_unseen) == (2, 2)
+    assert q3.rnn.warmup_epochs == 0  # the skeleton's int(0.15 E) for these 3 epochs
     # the synthetic curves: DL = 0.8 q e / 3 (q = 0.55 LSTM, 0.6 Transformer); chance DL 0.2 -> threshold 0.6
     assert q3.threshold == pytest.approx(0.6)
     assert q3.rnn.listening_epoch(q3.threshold) is None and q3.faster_learner() is None
@@ -303,3 +305,9 @@ See #ref(<sec-more>, supplement: [Section]).
     for i in range(160):
         assert sum(f"R{i} " in p for p in pages) == 1
     assert "See Appendix A." in pages[-1] and "A Measurements" in pages[-1]
+
+
+@pytest.mark.parametrize("epochs, warmup", [(6, 0), (7, 1), (15, 2)])
+def test_q3_warmup_epochs_are_the_skeletons_int_of_fifteen_percent(epochs, warmup):
+    run = SimpleNamespace(config={"config": {"epochs": epochs, "warmup_fraction": 0.15}})
+    assert report_q3.Q3Decoder("rnn", [run]).warmup_epochs == warmup

@@ -97,6 +97,11 @@ class Q3Decoder:
         return int(self.run.config["config"]["batch_size"])
 
     @property
+    def warmup_epochs(self) -> int:
+        """The skeleton's int(0.15 E) warm-up epochs: none for 6 epochs or fewer."""
+        return int(float(self.run.config["config"]["warmup_fraction"]) * self.epochs)
+
+    @property
     def encoder_layers(self) -> int:
         return int(self.run.config["config"]["n_encoder_layers"])
 
