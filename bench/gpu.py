@@ -4,7 +4,7 @@ Meant for a GPU image that has torch, numpy, pandas, matplotlib, sympy, tqdm and
 imports those and hw2's own modules only (a test runs it with everything else blocked). On CUDA it measures:
 - Question 3, each decoder in fp32 and in bf16 autocast: the training step (`hw2.q3.train.train_epoch`, batches
   of 64 clips of 80 mels x 2,754 frames and 99 tokens), the step's peak GPU memory, and evaluation as a run
-  does it (encoder, teacher-forced loss and 98 greedy steps of `generate`, in the run's chunks of clips); then
+  does it (encoder, teacher-forced loss and `generate`, at most 98 greedy steps, in the run's chunks of clips); then
   projects the decoder's run: 15 epochs of ceil(9,825 / 64) steps each followed by the 655 validation clips,
   the 2,620 test clips, and the log-mel features of the 13,100 clips computed once. The string similarities
   scored on the host are not measured (they need textdistance).
