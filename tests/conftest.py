@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a shell without job control (`(nohup make test &)`) inherits Ctrl-C
+# ignored, and so would every process it starts: `hw2 preview` would never stop. The tests that press Ctrl-C
+# need it delivered, as in a terminal; a process started with Python's handler gets the default on exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
