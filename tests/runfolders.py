@@ -134,8 +134,7 @@ def q3_runs(profile: str = "smoke", epochs: int = 3) -> list[store.LoadedRun]:
                             generated=np.zeros((2, 99), dtype=np.int64), texts=np.array(Q3_TEXTS[:2]),
                             audio_frames=np.array([120, 100]), encoder_frames=np.array([60, 50]))
         config = {"decoder": decoder, "corpus": "short", "n_encoder_layers": 2, "epochs": epochs, "lr": 1e-3,
-                  "seed": 42, "n_clips": 24, "audio_frames": 352, "batch_size": 8, "label_smoothing": 0.1,
-                  "warmup_fraction": 0.15}
+                  "seed": 42, "n_clips": 24, "audio_frames": 352, "batch_size": 8, "label_smoothing": 0.1}
         summary = {"decoder": decoder, "n_params": 1471235 if decoder == "rnn" else 1329835, "epochs": epochs,
                    "epochs_run": epochs, "diverged_epoch": None, "device": "cpu", "n_train": 18,
                    "n_validation": 2, "n_test": 4, "corpus": "short", "batch_size": 8, "steps_per_epoch": 3,

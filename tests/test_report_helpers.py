@@ -309,5 +309,10 @@ See #ref(<sec-more>, supplement: [Section]).
 
 @pytest.mark.parametrize("epochs, warmup", [(6, 0), (7, 1), (15, 2)])
 def test_q3_warmup_epochs_are_the_skeletons_int_of_fifteen_percent(epochs, warmup):
-    run = SimpleNamespace(config={"config": {"epochs": epochs, "warmup_fraction": 0.15}})
+    import pandas as pd
+
+    from hw2.q3.config import ASRConfig
+    from hw2.q3.train import lr_schedule
+
+    run = SimpleNamespace(history=pd.DataFrame({"lr": lr_schedule(ASRConfig(epochs=epochs))}))
     assert report_q3.Q3Decoder("rnn", [run]).warmup_epochs == warmup

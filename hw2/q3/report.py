@@ -98,8 +98,10 @@ class Q3Decoder:
 
     @property
     def warmup_epochs(self) -> int:
-        """The skeleton's int(0.15 E) warm-up epochs: none for 6 epochs or fewer."""
-        return int(float(self.run.config["config"]["warmup_fraction"]) * self.epochs)
+        """The epochs before the learning rate first reached its peak, as the run recorded them: the skeleton's
+        int(0.15 E) warm-up (none for 6 epochs or fewer)."""
+        rates = self.run.history["lr"].tolist()
+        return rates.index(max(rates))
 
     @property
     def encoder_layers(self) -> int:
